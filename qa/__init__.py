@@ -1,0 +1,35 @@
+"""Question answering over a document corpus with verbatim, cited quotes."""
+
+from __future__ import annotations
+
+import os
+
+# Nothing here may reach the network: the model ships in a package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from qa.chunking import Chunker, ChunkParams, Passage, split_sentences
+from qa.citations import render_text
+from qa.collection import Collection, DocumentInfo
+from qa.corpus import Document, DocumentError, load_corpus
+from qa.embedding import Embedder, ModelError
+from qa.index import Index, IndexBusyError, IndexFormatError, IndexParams, UpdateReport, update_index
+from qa.retrieval import Answer, Hit, Searcher, SearchParams
+
+__all__ = [
+    # chunking
+    "Chunker", "ChunkParams", "Passage", "split_sentences",
+    # citations
+    "render_text",
+    # collection
+    "Collection", "DocumentInfo",
+    # corpus
+    "Document", "DocumentError", "load_corpus",
+    # embedding
+    "Embedder", "ModelError",
+    # index
+    "Index", "IndexBusyError", "IndexFormatError", "IndexParams", "UpdateReport", "update_index",
+    # retrieval
+    "Answer", "Hit", "Searcher", "SearchParams",
+]

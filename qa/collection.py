@@ -1,0 +1,231 @@
+"""A corpus folder and its index, kept in step: the object the CLI and the web app use."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from qa.corpus import MAX_DOCUMENT_BYTES, Document, DocumentError, decode_document, safe_doc_id
+from qa.embedding import Embedder, default_embedder
+from qa.index import Index, IndexFormatError, IndexParams, UpdateReport, compatibility, corpus_changes, update_index
+from qa.retrieval import Answer, Searcher, SearchParams
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    title: str
+    passages: int
+    chars: int
+
+
+class Collection:
+    """The documents of a corpus folder, searchable through an up-to-date index.
+
+    Opening checks the index against the corpus, the model and the parameters and
+    brings it up to date (never silently serving a stale one). Questions can be
+    asked from many threads at once; an update builds the new index aside and
+    swaps it in, so readers see either the old index or the new one.
+
+    Args:
+        corpus_dir: the folder of .txt/.md documents.
+        index_dir: where the index lives.
+        embedder: the embedding model (default: one shared per process).
+        index_params: passage parameters; an index built otherwise is rebuilt.
+        search_params: fusion and abstention settings.
+        show_progress: progress bars while embedding.
+    """
+
+    def __init__(
+        self,
+        corpus_dir: str | os.PathLike,
+        index_dir: str | os.PathLike,
+        *,
+        embedder: Embedder | None = None,
+        index_params: IndexParams | None = None,
+        search_params: SearchParams | None = None,
+        show_progress: bool = True,
+    ):
+        self.corpus_dir = Path(corpus_dir)
+        self.index_dir = Path(index_dir)
+        self.embedder = embedder or default_embedder()
+        self.index_params = index_params or IndexParams()
+        self.search_params = search_params or SearchParams()
+        self.show_progress = show_progress
+        self._write = threading.Lock()
+        self._searcher: Searcher | None = None
+        self.last_report: UpdateReport | None = None
+
+    # -- keeping the index in step -------------------------------------------
+
+    def open(self) -> "Collection":
+        """Load the index, updating it first if it is missing or out of date.
+
+        Raises:
+            FileNotFoundError: the corpus folder does not exist.
+        """
+        try:
+            index = Index.load(self.index_dir)
+        except (FileNotFoundError, IndexFormatError) as exc:
+            logger.info("%s", exc)
+            index = None
+        stale = self.staleness(index) if index is not None else ["no usable index"]
+        if stale:
+            logger.warning("index at %s is out of date (%s): updating it", self.index_dir, "; ".join(stale[:5]))
+            self.update()
+        else:
+            self._searcher = Searcher(index, self.embedder, self.search_params)
+        return self
+
+    def staleness(self, index: Index) -> list[str]:
+        """Why ``index`` does not match this corpus, model and parameters (empty when it does)."""
+        why = compatibility(index.manifest, self.embedder, self.index_params)
+        if why:
+            return [why]
+        return corpus_changes(index.manifest, self.corpus_dir)
+
+    def update(self, *, show_progress: bool | None = None) -> UpdateReport:
+        """Bring the index up to date with the corpus folder (incremental)."""
+        with self._write:
+            index, report = update_index(
+                self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params,
+                show_progress=self.show_progress if show_progress is None else show_progress,
+            )
+            self._searcher = Searcher(index, self.embedder, self.search_params)
+            self.last_report = report
+            return report
+
+    @property
+    def index(self) -> Index:
+        if self._searcher is None:
+            self.open()
+        return self._searcher.index
+
+    # -- questions -----------------------------------------------------------
+
+    def ask(
+        self, question: str, *, k: int = 5, history: Sequence | None = None, doc_ids: Sequence[str] | None = None
+    ) -> Answer:
+        """See ``Searcher.search``."""
+        if self._searcher is None:
+            self.open()
+        return self._searcher.search(question, k=k, history=history, doc_ids=doc_ids)
+
+    # -- documents -----------------------------------------------------------
+
+    def documents(self) -> list[DocumentInfo]:
+        index = self.index
+        return [
+            DocumentInfo(d, doc.title, index.doc_ranges.get(d, (0, 0))[1], len(doc.text))
+            for d, doc in index.documents.items()
+        ]
+
+    def document(self, doc_id: str) -> Document:
+        """Raises: KeyError naming the unknown doc_id."""
+        try:
+            return self.index.documents[doc_id]
+        except KeyError:
+            raise KeyError(f"no document {doc_id!r} in the index") from None
+
+    def check_upload(self, name: str, data: bytes, *, replace: bool = False) -> Document:
+        """Validate one file to add; return it as a Document without writing anything.
+
+        Raises:
+            DocumentError: a bad name, too big, not UTF-8, empty, or already present.
+        """
+        doc_id = safe_doc_id(os.path.basename(name.replace("\\", "/")) if "/" not in name else name)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise DocumentError(f"{doc_id}: {len(data) / 1e6:.1f} MB is over the 10 MB limit")
+        doc = decode_document(doc_id, data)
+        if not replace and (self.corpus_dir / doc_id).exists():
+            raise DocumentError(f"{doc_id} already exists; replace it or choose another name")
+        return doc
+
+    def add_documents(self, files: Iterable[tuple[str, bytes]], *, replace: bool = False) -> UpdateReport:
+        """Save files into the corpus folder and index them.
+
+        Every file is checked before any is written; if indexing fails, the corpus
+        folder is put back as it was, so a bad upload changes nothing.
+
+        Args:
+            files: (file name, content) pairs.
+            replace: overwrite documents that already exist instead of refusing.
+
+        Raises:
+            DocumentError: a file fails a check (nothing was written).
+        """
+        checked, seen = [], set()
+        for name, data in files:
+            doc = self.check_upload(name, data, replace=replace)
+            if doc.doc_id in seen:
+                raise DocumentError(f"{doc.doc_id} is given twice")
+            seen.add(doc.doc_id)
+            checked.append((doc.doc_id, data))
+        if not checked:
+            raise DocumentError("no files given")
+        with self._write:
+            backups = self._write_files(checked)
+            try:
+                return self._update_locked()
+            except BaseException:
+                self._restore(backups)
+                raise
+
+    def delete_document(self, doc_id: str) -> UpdateReport:
+        """Remove a document from the corpus folder and the index.
+
+        Raises:
+            KeyError: no such document.
+        """
+        doc_id = safe_doc_id(doc_id)
+        path = self.corpus_dir / doc_id
+        if not path.is_file():
+            raise KeyError(f"no document {doc_id!r} in the corpus")
+        with self._write:
+            backup = {doc_id: path.read_bytes()}
+            path.unlink()
+            try:
+                return self._update_locked()
+            except BaseException:
+                self._restore(backup)
+                raise
+
+    def _update_locked(self) -> UpdateReport:
+        index, report = update_index(
+            self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params,
+            show_progress=self.show_progress,
+        )
+        self._searcher = Searcher(index, self.embedder, self.search_params)
+        self.last_report = report
+        return report
+
+    def _write_files(self, files: list[tuple[str, bytes]]) -> dict[str, bytes | None]:
+        backups: dict[str, bytes | None] = {}
+        try:
+            for doc_id, data in files:
+                path = self.corpus_dir / doc_id
+                backups[doc_id] = path.read_bytes() if path.exists() else None
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.upload-{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+        except BaseException:
+            self._restore(backups)
+            raise
+        return backups
+
+    def _restore(self, backups: dict[str, bytes | None]) -> None:
+        for doc_id, data in backups.items():
+            path = self.corpus_dir / doc_id
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                tmp = path.with_name(f".{path.name}.restore-{os.getpid()}")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)

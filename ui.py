@@ -432,7 +432,7 @@ def build_app(collection: Collection) -> gr.Blocks:
                     )
                     with gr.Row():
                         question = gr.Textbox(
-                            show_label=False, placeholder="Ask a question (Enter to send)", scale=5,
+                            show_label=False, scale=5, placeholder=f"Ask a question (Enter to send, at most {MAX_QUESTION_CHARS:,} characters)",
                             elem_id="qa-question", autofocus=True,
                         )
                         send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")

@@ -47,26 +47,18 @@ def seed_questions() -> list[dict]:
     return [{"question": q, "doc": d, "evidence": [e]} for q, d, e in KNOWN_QUESTIONS]
 
 
-class SpyEmbedder:
-    """Delegates to a real Embedder and records every text it is asked to embed."""
+class EmbedSpy:
+    """Records every batch of texts the embedding model is asked to encode."""
 
-    def __init__(self, embedder):
-        self._inner = embedder
-        self.name = embedder.name
-        self.sha256 = embedder.sha256
-        self.dim = embedder.dim
+    def __init__(self):
         self.calls: list[list[str]] = []
 
     @property
     def texts(self) -> list[str]:
         return [t for call in self.calls for t in call]
 
-    def count_wordpieces(self, texts):
-        return self._inner.count_wordpieces(texts)
-
-    def embed(self, texts, *, show_progress: bool = False):
-        self.calls.append(list(texts))
-        return self._inner.embed(texts, show_progress=False)
+    def reset(self) -> None:
+        self.calls.clear()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -107,6 +99,24 @@ def seed_index(seed_build):
 @pytest.fixture(scope="session")
 def searcher(seed_index, embedder):
     return Searcher(seed_index, embedder)
+
+
+@pytest.fixture
+def embed_spy(embedder):
+    """Spy on the model itself, below whichever Embedder method the index calls."""
+    spy = EmbedSpy()
+    model = embedder.model
+    real = model.encode
+
+    def encode(sentences, *args, **kwargs):
+        spy.calls.append([sentences] if isinstance(sentences, str) else list(sentences))
+        return real(sentences, *args, **kwargs)
+
+    model.encode = encode
+    try:
+        yield spy
+    finally:
+        del model.encode
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from qa.index import (
 from qa.lexical import BM25, tokenize
 from qa.retrieval import Searcher
 
-from conftest import KNOWN_QUESTIONS, SpyEmbedder, leftovers, snapshot
+from conftest import KNOWN_QUESTIONS, leftovers, snapshot
 
 FILES = ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.faiss", "bm25"]
 NEW_DOC = (
@@ -58,6 +58,10 @@ def assert_same_index(a: Index, b: Index, embedder) -> None:
     assert a.passages == b.passages
     assert {d: doc.text for d, doc in a.documents.items()} == {d: doc.text for d, doc in b.documents.items()}
     np.testing.assert_allclose(all_vectors(a), all_vectors(b), atol=1e-5)
+    # any per-sentence vectors the index keeps (stored as float16) must match too
+    sa, sb = getattr(a, "sentence_vectors", None), getattr(b, "sentence_vectors", None)
+    if sa is not None or sb is not None:
+        np.testing.assert_allclose(np.asarray(sa, np.float32), np.asarray(sb, np.float32), atol=2e-3)
     assert a.manifest["documents"].keys() == b.manifest["documents"].keys()
     for d in a.manifest["documents"]:
         assert a.manifest["documents"][d]["sha256"] == b.manifest["documents"][d]["sha256"]
@@ -203,22 +207,22 @@ def test_corrupt_index_is_rebuilt_by_update(built, embedder):
 # -- incremental updates ----------------------------------------------------------------------
 
 
-def test_unchanged_corpus_embeds_nothing_and_rewrites_nothing(built, embedder):
+def test_unchanged_corpus_embeds_nothing_and_rewrites_nothing(built, embedder, embed_spy):
     corpus, index_dir = built
     before = snapshot(index_dir)
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.unchanged and report.embedded == 0 and spy.texts == []
     assert report.documents == len(list(corpus.iterdir())) and report.passages == len(index)
     assert snapshot(index_dir) == before
 
 
-def test_adding_a_document_embeds_only_that_document(tmp_path, built, embedder):
+def test_adding_a_document_embeds_only_that_document(tmp_path, built, embedder, embed_spy):
     corpus, index_dir = built
     (corpus / "sub").mkdir()
     (corpus / "sub" / "new.md").write_text(NEW_DOC, encoding="utf-8")
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.added == ["sub/new.md"] and report.changed == [] and report.removed == []
     new_passages = [i for i, p in enumerate(index.passages) if p.doc_id == "sub/new.md"]
     assert new_passages and report.embedded == len(spy.texts) == len(new_passages)
@@ -227,13 +231,13 @@ def test_adding_a_document_embeds_only_that_document(tmp_path, built, embedder):
     assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
 
 
-def test_changing_a_document_embeds_only_that_document(tmp_path, built, embedder):
+def test_changing_a_document_embeds_only_that_document(tmp_path, built, embedder, embed_spy):
     corpus, index_dir = built
     name = "002_0239b8b82e17a921.txt"
     path = corpus / name
     path.write_bytes(path.read_bytes() + "\nA new closing sentence about the ceasefire talks.\n".encode("utf-8"))
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.changed == [name] and report.added == [] and report.removed == []
     changed = [i for i, p in enumerate(index.passages) if p.doc_id == name]
     assert len(spy.texts) == len(changed) == report.embedded
@@ -242,64 +246,65 @@ def test_changing_a_document_embeds_only_that_document(tmp_path, built, embedder
     assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
 
 
-def test_deleting_a_document_embeds_nothing_and_drops_it(tmp_path, built, embedder):
+def test_deleting_a_document_embeds_nothing_and_drops_it(tmp_path, built, embedder, embed_spy):
     corpus, index_dir = built
     name = "001_b0c2a5a791f52d3c.txt"
     (corpus / name).unlink()
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.removed == [name] and report.added == [] and report.changed == []
     assert spy.texts == [] and report.embedded == 0
     assert name not in index.documents and all(p.doc_id != name for p in index.passages)
     assert_same_index(Index.load(index_dir), fresh_build(tmp_path, corpus, embedder), embedder)
 
 
-def test_touched_but_identical_file_is_not_re_embedded(built, embedder):
+def test_touched_but_identical_file_is_not_re_embedded(built, embedder, embed_spy):
     corpus, index_dir = built
     path = corpus / "003_5b9c610a72473fdf.txt"
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert corpus_changes(manifest, corpus) == []
-    spy = SpyEmbedder(embedder)
-    _, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    _, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert spy.texts == [] and not (report.added or report.changed or report.removed)
 
 
-def test_other_parameters_rebuild_the_whole_index(tmp_path, built, embedder):
+def test_other_parameters_rebuild_the_whole_index(tmp_path, built, embedder, embed_spy):
     corpus, index_dir = built
     params = IndexParams(max_tokens=96, overlap_tokens=16)
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, params=params, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, params=params, show_progress=False)
     assert report.rebuilt and "passage parameters" in report.rebuilt
     assert len(spy.texts) == len(index) == report.embedded
     assert Index.load(index_dir).manifest["params"] == asdict(params)
 
 
-def test_manifest_from_another_model_rebuilds_the_whole_index(built, embedder):
+def test_manifest_from_another_model_rebuilds_the_whole_index(built, embedder, embed_spy):
     corpus, index_dir = built
     path = index_dir / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["model"]["sha256"] = "0" * 64
     path.write_text(json.dumps(manifest), encoding="utf-8")
-    spy = SpyEmbedder(embedder)
-    index, report = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.rebuilt and "another model" in report.rebuilt
     assert len(spy.texts) == len(index)
     assert Index.load(index_dir).manifest["model"]["sha256"] == MODEL_SHA256
 
 
-def test_non_utf8_file_is_skipped_others_indexed_and_recorded(built, embedder):
+def test_non_utf8_file_is_skipped_others_indexed_and_recorded(built, embedder, embed_spy):
     corpus, index_dir = built
     (corpus / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e.".encode("latin-1"))
-    index, report = update_index(corpus, index_dir, embedder=SpyEmbedder(embedder), show_progress=False)
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert list(report.skipped) == ["latin1.txt"] and "not valid UTF-8" in report.skipped["latin1.txt"]
     assert "latin1.txt" not in index.documents and len(index.documents) == 5
     # the skipped file is remembered: the next run has nothing to do
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert corpus_changes(manifest, corpus) == []
-    spy = SpyEmbedder(embedder)
-    _, again = update_index(corpus, index_dir, embedder=spy, show_progress=False)
+    spy = embed_spy
+    spy.reset()
+    _, again = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert again.unchanged and spy.texts == []
     # once fixed, it is indexed
     (corpus / "latin1.txt").write_text("Café crème brûlée.", encoding="utf-8")

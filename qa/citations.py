@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
+import re
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 from qa.lexical import tokenize
 
@@ -11,6 +12,31 @@ if TYPE_CHECKING:
     from qa.retrieval import Answer
 
 Span = tuple[int, int]
+
+# Weight of word overlap against sentence-vector cosine when choosing the answer
+# sentence; measured on the seed questions (see README, "Answer sentence").
+LEXICAL_WEIGHT = 0.1
+# A "when" question is answered by a sentence with a date or time in it, a "how
+# many" question by one with a number: a classic expected-answer-type cue.
+ANSWER_TYPE_BONUS = 0.1
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_DATE = re.compile(
+    rf"\b(?:(?:{_MONTHS}|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\.?\b|(?:1[89]|20)\d\d\b"
+    r"|\d{1,2}:\d\d\b|(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|yesterday\b|today\b)",
+    re.I,
+)
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|dozens?|hundreds?|thousands?)\b", re.I)
+_ASKS_WHEN = re.compile(r"^\s*(?:when\b|(?:in |on |at )?what (?:year|date|day|month|time)\b)", re.I)
+_ASKS_COUNT = re.compile(r"^\s*how (?:many|much|long|old)\b", re.I)
+
+
+def answer_type(question: str) -> re.Pattern | None:
+    """The pattern an answering sentence is expected to contain, if the question says."""
+    if _ASKS_WHEN.search(question):
+        return _DATE
+    if _ASKS_COUNT.search(question):
+        return _NUMBER
+    return None
 
 
 def _overlaps(a: Span, b: Span) -> bool:
@@ -50,21 +76,42 @@ def collapse_overlaps(index: "Index", ranked: Iterable[int], *, limit: int) -> I
         yield i, span
 
 
-def best_sentence(text: str, sentences: list[Span], idf: Mapping[str, float]) -> Span | None:
-    """The sentence that shares the most informative words with the question.
+def best_sentence(
+    text: str,
+    sentences: list[Span],
+    idf: Mapping[str, float],
+    similarity: Sequence[float] | None = None,
+    *,
+    expects: re.Pattern | None = None,
+    lexical_weight: float = LEXICAL_WEIGHT,
+) -> Span | None:
+    """The sentence that best answers the question.
+
+    Each sentence scores its cosine similarity to the question (when given) plus
+    ``lexical_weight`` times the share of the question's idf mass it contains.
 
     Args:
         text: the document text.
         sentences: candidate sentence spans.
         idf: the question's tokens with their inverse document frequency.
+        similarity: cosine of each sentence's vector to the question, or None.
+        expects: ``answer_type(question)``: sentences matching it gain ANSWER_TYPE_BONUS.
 
     Returns:
-        the winning span, or None when no sentence shares a word with the question.
+        the winning span, or None when there is nothing to choose from (or,
+        without similarities, when no sentence shares a word with the question).
     """
-    best, best_score = None, 0.0
-    for span in sentences:
+    if not sentences:
+        return None
+    total = sum(idf.values()) or 1.0
+    best, best_score = None, 0.0 if similarity is None else float("-inf")
+    for n, span in enumerate(sentences):
         words = set(tokenize(text[span[0] : span[1]]))
-        score = sum(w for t, w in idf.items() if t in words)
+        score = lexical_weight * sum(w for t, w in idf.items() if t in words) / total
+        if similarity is not None:
+            score += float(similarity[n])
+        if expects is not None and expects.search(text, span[0], span[1]):
+            score += ANSWER_TYPE_BONUS
         if score > best_score:
             best, best_score = span, score
     return best

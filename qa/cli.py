@@ -12,7 +12,8 @@ from qa.citations import render_text
 from qa.collection import Collection
 from qa.corpus import DocumentError
 from qa.embedding import ModelError
-from qa.index import Index, IndexBusyError, IndexFormatError
+from qa.index import IndexBusyError, IndexFormatError, IndexParams
+from qa.retrieval import SearchParams
 
 DEFAULT_CORPUS = "seeds"
 DEFAULT_INDEX = "index"
@@ -93,7 +94,7 @@ def cmd_eval(args) -> int:
         return 0
     print(f"{len(questions)} questions from {args.file}: {m['answerable']} answerable, {m['unanswerable']} not")
     print(f"hit@1 {m['hit@1']:.3f}   hit@3 {m['hit@3']:.3f}   hit@5 {m['hit@5']:.3f}   MRR {m['mrr']:.3f}")
-    print(f"highlight on evidence (first hit at rank 1): {m['highlight_on_evidence']:.3f}")
+    print(f"highlight on evidence (in the first passage that holds it): {m['highlight_on_evidence']:.3f}")
     print(f"abstained on unanswerable: {m['abstained']}/{m['unanswerable']}   "
           f"false abstentions: {m['false_abstentions']}/{m['answerable']}")
     print(f"every quote is the document's exact text: {'yes' if m['quotes_exact'] else 'NO'}")
@@ -104,6 +105,37 @@ def cmd_eval(args) -> int:
         print(f"  abstained but answerable: {q!r}")
     for q in report.answered_unanswerable:
         print(f"  answered but unanswerable: {q!r}")
+    return 0
+
+
+def cmd_bench_quality(args) -> int:
+    from qa.beir import run_benchmark
+    from qa.embedding import default_embedder
+    from qa.index import IndexParams
+    from qa.retrieval import MODES, SearchParams
+
+    if args.index and Path(args.index).resolve() == Path(DEFAULT_INDEX).resolve():
+        raise UserError("bench-quality never writes into index/ (the app's index); give another --index or none")
+    embedder = default_embedder()
+    index_params = IndexParams(max_tokens=args.max_tokens, overlap_tokens=args.overlap, title_prefix=args.title_prefix)
+    search_params = SearchParams(fusion=args.fusion, dense_weight=args.dense_weight, rrf_k=args.rrf_k)
+    result = run_benchmark(args.path, embedder=embedder, index_params=index_params, search_params=search_params,
+                           index_dir=args.index, modes=args.modes or MODES, depth=args.depth,
+                           show_progress=not args.quiet)
+    info = result["index"]
+    if args.json:
+        print(json.dumps({"params": {**vars(index_params), "fusion": args.fusion, "dense_weight": args.dense_weight,
+                                     "rrf_k": args.rrf_k, "depth": args.depth},
+                          "index": info, "queries": result["queries"],
+                          "modes": [{k: v for k, v in vars(m).items() if k != "per_query"} for m in result["modes"]]}))
+        return 0
+    print(f"{args.path}: {info['documents']} documents, {info['passages']} passages "
+          f"({info['embedded']} embedded in {info['seconds']:.0f} s); {result['queries']} test queries")
+    print(f"passages {args.max_tokens} tokens, overlap {args.overlap}, title prefix {args.title_prefix}; "
+          f"fusion {args.fusion} (dense weight {args.dense_weight}), depth {args.depth}")
+    print(f"{'mode':8} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'seconds':>8}")
+    for m in result["modes"]:
+        print(f"{m.mode:8} {m.ndcg10:8.4f} {m.recall100:8.4f} {m.mrr10:8.4f} {m.seconds:8.1f}")
     return 0
 
 
@@ -133,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench-quality", help="nDCG@10, Recall@100, MRR@10 on a BEIR folder: dense, BM25, hybrid")
+    p.add_argument("path", help="BEIR folder with corpus.jsonl, queries.jsonl, qrels/test.tsv")
+    p.add_argument("--index", default=None,
+                   help="where to build its index (default: a temporary folder); reused when rerun with the same "
+                        "passage parameters, so only search settings change")
+    p.add_argument("--max-tokens", type=int, default=IndexParams().max_tokens)
+    p.add_argument("--overlap", type=int, default=IndexParams().overlap_tokens)
+    p.add_argument("--title-prefix", action=argparse.BooleanOptionalAction, default=IndexParams().title_prefix)
+    p.add_argument("--fusion", choices=("rrf", "linear"), default=SearchParams().fusion)
+    p.add_argument("--dense-weight", type=float, default=SearchParams().dense_weight)
+    p.add_argument("--rrf-k", type=int, default=SearchParams().rrf_k)
+    p.add_argument("--depth", type=int, default=1000, help="candidates per list (default 1000)")
+    p.add_argument("--modes", nargs="+", choices=("hybrid", "dense", "bm25"))
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench_quality)
     return parser
 
 

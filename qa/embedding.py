@@ -114,6 +114,59 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+    def embed_passages(
+        self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]], *,
+        show_progress: bool = False, chunk: int = 256,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Passage vectors and, from the same forward pass, a vector per sentence.
+
+        The passage vector is the model's own mean pooling over all tokens; a
+        sentence vector pools only the tokens inside that sentence, so it carries
+        the passage's context at no extra cost. Texts go through the model
+        ``chunk`` at a time, so token states are never all held at once.
+
+        Args:
+            texts: passage texts.
+            sentence_spans: for each text, its sentences as (start, end) offsets into it.
+
+        Returns:
+            (passage vectors, one unit row per text; sentence vectors, one unit row
+            per sentence, texts in order and sentences in order within each).
+        """
+        from tqdm.auto import tqdm
+
+        if len(texts) != len(sentence_spans):
+            raise ValueError("one list of sentence spans is needed per text")
+        n_sent = sum(len(s) for s in sentence_spans)
+        passages = np.zeros((len(texts), self.dim), dtype=np.float32)
+        sentences = np.zeros((n_sent, self.dim), dtype=np.float32)
+        row = 0
+        bar = tqdm(total=len(texts), desc="Embedding passages", unit="passage", disable=not show_progress)
+        for lo in range(0, len(texts), chunk):
+            batch = list(texts[lo : lo + chunk])
+            states = self.model.encode(batch, batch_size=self.batch_size, output_value="token_embeddings",
+                                       convert_to_numpy=False, show_progress_bar=False)
+            encodings = self._tokenizer.encode_batch(batch, add_special_tokens=True)
+            for j, (tokens, enc) in enumerate(zip(states, encodings)):
+                tokens = tokens.float().numpy()
+                passages[lo + j] = tokens.mean(axis=0)
+                offsets = np.asarray(enc.offsets[: len(tokens)], dtype=np.int64).reshape(-1, 2)
+                real = offsets[:, 1] > offsets[:, 0]
+                for a, b in sentence_spans[lo + j]:
+                    inside = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
+                    if inside.any():
+                        sentences[row] = tokens[inside].mean(axis=0)
+                    row += 1
+            bar.update(len(batch))
+        bar.close()
+        return _unit_rows(passages), _unit_rows(sentences)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
 @lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
     """One embedder per process: the model is loaded once."""

@@ -106,10 +106,10 @@ def evaluate(
             report.hits_at[k] += rank is not None and rank <= k
         if rank is not None:
             report.reciprocal_ranks += 1.0 / rank
-        top = answer.passages[0] if answer.passages else None
-        if rank == 1 and top.highlight is not None:
-            sentence = top.quote[top.highlight.start - top.start : top.highlight.end - top.start]
-            report.highlight_on_evidence += is_hit(q, top.doc_id, sentence)
+        first = answer.passages[rank - 1] if rank else None
+        if first is not None and first.highlight is not None:
+            marked = first.quote[first.highlight.start - first.start : first.highlight.end - first.start]
+            report.highlight_on_evidence += is_hit(q, first.doc_id, marked)
         if rank != 1:
             report.missed.append({"question": q.question, "doc": q.doc, "rank": rank,
                                   "got": answer.passages[0].doc_id if answer.passages else None})

@@ -8,6 +8,8 @@ Layout of an index folder (all inspectable, no pickles)::
     passages.jsonl    {"doc_id", "start", "end", "sentences", "quote"} per passage,
                       in vector order
     vectors.faiss     FAISS inner-product index over unit vectors
+    sentences.npy     float16 unit vector per sentence of each passage, passages in
+                      order (pooled from the passage's own forward pass)
     bm25/             bm25s's files (.npy arrays and .json vocabulary)
 
 Writes build a sibling temporary folder and rename it into place, so a crash or
@@ -97,12 +99,18 @@ class UpdateReport:
 class Index:
     """A loaded index: documents, passages in vector order, FAISS and BM25."""
 
-    def __init__(self, manifest: dict, documents: dict[str, Document], passages: list[Passage], vectors, bm25: BM25):
+    def __init__(
+        self, manifest: dict, documents: dict[str, Document], passages: list[Passage], vectors, bm25: BM25,
+        sentence_vectors: np.ndarray,
+    ):
         self.manifest = manifest
         self.documents = documents
         self.passages = passages
         self.vectors = vectors
         self.bm25 = bm25
+        self.sentence_vectors = sentence_vectors
+        self.sentence_rows = np.zeros(len(passages) + 1, dtype=np.int64)
+        np.cumsum([len(p.sentences) for p in passages], out=self.sentence_rows[1:])
         self.doc_ranges: dict[str, tuple[int, int]] = {}
         for i, p in enumerate(passages):
             first, count = self.doc_ranges.get(p.doc_id, (i, 0))
@@ -118,6 +126,11 @@ class Index:
     def quote(self, i: int) -> str:
         p = self.passages[i]
         return self.documents[p.doc_id].text[p.start : p.end]
+
+    def sentence_vectors_of(self, first: int, count: int = 1) -> np.ndarray:
+        """Sentence vectors of passages ``first`` .. ``first + count - 1``, in order (float32)."""
+        lo, hi = self.sentence_rows[first], self.sentence_rows[first + count]
+        return np.asarray(self.sentence_vectors[lo:hi], dtype=np.float32)
 
     def passage_vectors(self, first: int, count: int) -> np.ndarray:
         if count == 0:
@@ -145,6 +158,7 @@ class Index:
                            "sentences": [list(s) for s in p.sentences], "quote": self.quote(i)}
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
             faiss.write_index(self.vectors, str(tmp / "vectors.faiss"))
+            np.save(tmp / "sentences.npy", np.asarray(self.sentence_vectors, dtype=np.float16), allow_pickle=False)
             self.bm25.save(tmp / "bm25")
             _write_json(tmp / MANIFEST, self.manifest)
             _fsync_tree(tmp)
@@ -184,6 +198,7 @@ class Index:
                     raise IndexFormatError(f"{folder}: a passage of {p.doc_id} no longer matches its document text")
                 passages.append(p)
             vectors = faiss.read_index(str(folder / "vectors.faiss"))
+            sentence_vectors = np.load(folder / "sentences.npy", mmap_mode="r", allow_pickle=False)
             bm25 = BM25.load(folder / "bm25")
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             if isinstance(exc, IndexFormatError):
@@ -191,7 +206,9 @@ class Index:
             raise IndexFormatError(f"{folder} is not a readable index ({exc}); rebuild it with `python -m qa index`") from exc
         if vectors.ntotal != len(passages):
             raise IndexFormatError(f"{folder}: {vectors.ntotal} vectors for {len(passages)} passages; rebuild it")
-        return cls(manifest, documents, passages, vectors, bm25)
+        if len(sentence_vectors) != sum(len(p.sentences) for p in passages):
+            raise IndexFormatError(f"{folder}: sentence vectors do not match the passages; rebuild it")
+        return cls(manifest, documents, passages, vectors, bm25, sentence_vectors)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -270,6 +287,13 @@ def write_lock(folder: str | os.PathLike):
 
 
 # -- building and updating ---------------------------------------------------
+
+
+def embedding_input(doc: Document, passage: Passage, params: IndexParams, embedder: Embedder) -> tuple[str, list[tuple[int, int]]]:
+    """The text the model embeds for a passage, and its sentences' offsets in that text."""
+    text = embedding_text(doc, passage, params, embedder)
+    shift = len(text) - (passage.end - passage.start) - passage.start
+    return text, [(a + shift, b + shift) for a, b in passage.sentences]
 
 
 def embedding_text(doc: Document, passage: Passage, params: IndexParams, embedder: Embedder | None = None) -> str:
@@ -387,26 +411,33 @@ def update_index(
 
         chunker = Chunker(params.chunk_params(), count_tokens=count_tiktokens, count_wordpieces=embedder.count_wordpieces)
         new_passages: dict[str, list[Passage]] = {d: chunker.chunk(docs[d]) for d in docs if d not in reuse}
-        to_embed = [embedding_text(docs[p.doc_id], p, params, embedder) for ps in new_passages.values() for p in ps]
-        if to_embed:
-            logger.info("embedding %d passages of %d documents", len(to_embed), len(new_passages))
-        fresh = embedder.embed(to_embed, show_progress=show_progress)
-        report.embedded = len(to_embed)
+        inputs = [embedding_input(docs[p.doc_id], p, params, embedder) for ps in new_passages.values() for p in ps]
+        if inputs:
+            logger.info("embedding %d passages of %d documents", len(inputs), len(new_passages))
+        fresh, fresh_sent = embedder.embed_passages([t for t, _ in inputs], [s for _, s in inputs],
+                                                    show_progress=show_progress)
+        report.embedded = len(inputs)
 
         passages: list[Passage] = []
         blocks: list[np.ndarray] = []
-        cursor = 0
+        sent_blocks: list[np.ndarray] = []
+        cursor = sent_cursor = 0
         for doc_id in docs:  # sorted by doc_id: the same order as a fresh build
             if doc_id in reuse:
                 first, count = old.doc_ranges.get(doc_id, (0, 0))
                 passages.extend(old.passages[first : first + count])
                 blocks.append(old.passage_vectors(first, count))
+                sent_blocks.append(old.sentence_vectors_of(first, count) if count else np.zeros((0, embedder.dim)))
             else:
                 ps = new_passages[doc_id]
+                n_sent = sum(len(p.sentences) for p in ps)
                 passages.extend(ps)
                 blocks.append(fresh[cursor : cursor + len(ps)])
+                sent_blocks.append(fresh_sent[sent_cursor : sent_cursor + n_sent])
                 cursor += len(ps)
-        index = _assemble(docs, passages, blocks, stats, report.skipped, embedder, params, corpus_dir, index_dir)
+                sent_cursor += n_sent
+        index = _assemble(docs, passages, blocks, sent_blocks, stats, report.skipped, embedder, params,
+                          corpus_dir, index_dir)
         index.save(index_dir)
     report.documents, report.passages = len(docs), len(passages)
     report.seconds = time.perf_counter() - t0
@@ -420,7 +451,7 @@ def _stats_differ(manifest: dict, stats: dict[str, os.stat_result], skipped: dic
     return any((recorded[d].get("size"), recorded[d].get("mtime_ns")) != (s.st_size, s.st_mtime_ns) for d, s in stats.items())
 
 
-def _assemble(docs, passages, blocks, stats, skipped, embedder, params, corpus_dir, index_dir) -> Index:
+def _assemble(docs, passages, blocks, sent_blocks, stats, skipped, embedder, params, corpus_dir, index_dir) -> Index:
     import faiss
 
     vectors = faiss.IndexFlatIP(embedder.dim)
@@ -438,6 +469,8 @@ def _assemble(docs, passages, blocks, stats, skipped, embedder, params, corpus_d
         "chunking": {"sentence_splitter": "blingfire + line breaks", "tokenizer": "tiktoken cl100k_base",
                      **asdict(params.chunk_params())},
         "vectors": {"type": "IndexFlatIP", "metric": "inner_product", "normalized": True},
+        "sentence_vectors": {"file": "sentences.npy", "dtype": "float16",
+                             "pooling": "mean of the passage's token states inside each sentence"},
         "bm25": {"library": "bm25s", "method": "lucene", "k1": 1.5, "b": 0.75,
                  "tokenizer": "lowercase, English stop words, Snowball stemmer"},
         "corpus": os.path.relpath(Path(corpus_dir).resolve(), Path(index_dir).resolve().parent),
@@ -451,4 +484,5 @@ def _assemble(docs, passages, blocks, stats, skipped, embedder, params, corpus_d
                     for d, r in skipped.items()},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return Index(manifest, docs, passages, vectors, bm25)
+    sentence_vectors = (np.concatenate(sent_blocks) if sent_blocks else np.zeros((0, embedder.dim))).astype(np.float16)
+    return Index(manifest, docs, passages, vectors, bm25, sentence_vectors)

@@ -8,13 +8,14 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.citations import best_sentence, collapse_overlaps
+from qa.citations import answer_type, best_sentence, collapse_overlaps
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.lexical import tokenize
 
 MAX_QUESTION_CHARS = 2000
 FUSIONS = ("rrf", "linear")
+MODES = ("hybrid", "dense", "bm25")
 
 # A follow-up leans on the conversation when it refers back ("Where were they held?").
 _REFERRING = re.compile(
@@ -195,6 +196,43 @@ class Searcher:
                 fused[int(i)] = fused.get(int(i), 0.0) + (1 - w) * float(s) / top
         return fused
 
+    def _rank(self, query: str, qv: np.ndarray | None, mode: str, depth: int, mask: np.ndarray | None):
+        dense_ids = dense_scores = bm_ids = bm_scores = np.zeros(0)
+        if mode != "bm25":
+            dense_ids, dense_scores = self._dense(qv, depth, mask)
+        if mode != "dense":
+            bm_ids, bm_scores = self._lexical(tokenize(query), depth, mask)
+        cosine = dict(zip(map(int, dense_ids), map(float, dense_scores)))
+        if mode == "dense":
+            fused = dict(cosine)
+        elif mode == "bm25":
+            fused = dict(zip(map(int, bm_ids), map(float, bm_scores)))
+        else:
+            fused = self._fuse(dense_ids, dense_scores, bm_ids, bm_scores)
+        return sorted(fused, key=lambda i: (-fused[i], i)), fused, cosine
+
+    def rank(
+        self, query: str, *, mode: str = "hybrid", depth: int | None = None, doc_ids: Sequence[str] | None = None
+    ) -> tuple[list[int], dict[int, float]]:
+        """Passage numbers for a query text, best first, before collapsing (for benchmarks).
+
+        Args:
+            query: the text to search for.
+            mode: "hybrid", "dense" or "bm25".
+            depth: candidates taken from each list (default ``params.candidates``).
+            doc_ids: restrict to these documents.
+
+        Returns:
+            (passage numbers best first, their scores).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}. Choose from {', '.join(map(repr, MODES))}")
+        mask = self._candidate_mask(doc_ids)
+        depth = min(depth or self.params.candidates, len(self.index))
+        qv = self.embedder.embed([query])[0] if mode != "bm25" else None
+        ranked, fused, _ = self._rank(query, qv, mode, depth, mask)
+        return ranked, fused
+
     def search(
         self,
         question: str,
@@ -212,35 +250,32 @@ class Searcher:
             doc_ids: restrict the search to these documents.
 
         Returns:
-            Answer; ``answered`` is false when the best passage is not relevant
-            enough, and the closest passages are still returned.
+            Answer; ``answered`` is false when no passage is relevant enough, and
+            the closest passages are still returned.
 
         Raises:
             ValueError: an empty or over-long question, k < 1, an unknown doc_id.
         """
         q = check_question(question)
-        if not isinstance(k, int) or k < 1:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
         mask = self._candidate_mask(doc_ids)
         if len(self.index) == 0:
             return Answer(q, False, [], reason="the index holds no passages")
         query = contextual_query(q, history)
         qv = self.embedder.embed([query])[0]
-        tokens = tokenize(query)
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
-        dense_ids, dense_scores = self._dense(qv, depth, mask)
-        bm_ids, bm_scores = self._lexical(tokens, depth, mask)
-        fused = self._fuse(dense_ids, dense_scores, bm_ids, bm_scores)
-        ranked = sorted(fused, key=lambda i: (-fused[i], i))
-        cosine = dict(zip(map(int, dense_ids), map(float, dense_scores)))
+        ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask)
         idf = {t: self.index.bm25.idf(t) for t in set(tokenize(q))}
+        expects = answer_type(q)
 
         hits: list[Hit] = []
         for i, span in collapse_overlaps(self.index, ranked, limit=k):
             p = self.index.passages[i]
             doc = self.index.documents[p.doc_id]
-            sentences = [s for s in p.sentences if span[0] <= s[0] and s[1] <= span[1]]
-            hl = best_sentence(doc.text, sentences, idf)
+            inside = [n for n, s in enumerate(p.sentences) if span[0] <= s[0] and s[1] <= span[1]]
+            similarity = self.index.sentence_vectors_of(i)[inside] @ qv
+            hl = best_sentence(doc.text, [p.sentences[n] for n in inside], idf, similarity, expects=expects)
             if i not in cosine:
                 cosine[i] = float(self.index.passage_vectors(i, 1)[0] @ qv)
             hits.append(Hit(
@@ -248,7 +283,7 @@ class Searcher:
                 quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),
                 highlight=Highlight(*hl) if hl else None, relevance=cosine[i],
             ))
-        best = max((h.relevance for h in hits), default=0.0)
+        best = max(cosine.values(), default=0.0)
         answered = best >= self.params.min_relevance
         reason = None if answered else (
             f"no passage is close enough to the question (best similarity {best:.2f}, "

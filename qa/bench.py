@@ -1,0 +1,609 @@
+"""Measurements behind the choice of embedder backend and vector index.
+
+Two studies, one table each, from one run:
+
+- **Embedders**: passages/s and tokens/s of each backend on the same ~128-token
+  SciFact passages; cosine of its vectors to torch's; dense SciFact nDCG@10 and
+  top-10 overlap with torch.
+- **Vector indexes** at N = 10k, 100k, 1M: flat, HNSW and IVF built on real SciFact
+  passage vectors replicated with small Gaussian noise (uniform random vectors make
+  approximate indexes look far worse than real data does), queried with the real
+  SciFact queries: p50/p95 latency of one query, recall@10 against exact search,
+  build time, size on disk, process memory with the index loaded, and the time to
+  add (and remove) one document's passages.
+
+SciFact is read from ``../shared/bench/scifact`` (or ``--scifact``) at run time and
+never copied; vectors are cached under ``.cache/bench``. Run ``python -m qa.bench``
+(``--quick`` for a small version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "bench" / "scifact"
+
+
+def default_bench_cache() -> Path:
+    return Path(__file__).resolve().parent.parent / ".cache" / "bench"
+
+
+# -- SciFact -----------------------------------------------------------------------
+
+
+@dataclass
+class SciFact:
+    """SciFact cut into passages the way the index cuts documents.
+
+    ``passages[i]`` belongs to document ``passage_docs[i]``; ``queries`` and
+    ``qrels`` are the test split (300 claims).
+    """
+
+    passages: list[str]
+    passage_docs: list[str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    other_queries: list[str] = field(default_factory=list)
+
+
+def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int | None = None,
+                 show_progress: bool = True) -> SciFact:
+    """Read SciFact and cut its abstracts into passages (title line, then abstract; 128-token budget).
+
+    Args:
+        max_docs: only the first documents of the corpus file (for ``--quick``).
+
+    Raises:
+        FileNotFoundError: a SciFact file is missing, naming it.
+    """
+    from qa.chunking import Chunker, count_tiktokens
+    from qa.corpus import Document
+    from qa.index import IndexParams
+
+    folder = Path(folder)
+    paths = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"SciFact file not found: {path} (pass --scifact FOLDER)")
+    from tokenizers import Tokenizer
+
+    from qa.embedding import bundled_model_path
+
+    counter = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
+    counter.no_truncation()
+    counter.no_padding()
+
+    def wordpieces(texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
+
+    chunker = Chunker(IndexParams().chunk_params(), count_tokens=count_tiktokens, count_wordpieces=wordpieces)
+    passages, docs = [], []
+    with open(paths[0], encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rows = rows[:max_docs] if max_docs else rows
+    iterator = rows
+    if show_progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(rows, desc="Chunking SciFact", unit="doc")
+    for row in iterator:
+        title, text = (row.get("title") or "").strip(), (row.get("text") or "").strip()
+        doc = Document(str(row["_id"]), title, f"{title}\n{text}" if title else text)
+        for p in chunker.chunk(doc):
+            passages.append(doc.text[p.start : p.end])
+            docs.append(doc.doc_id)
+    qrels: dict[str, dict[str, int]] = {}
+    with open(paths[2], encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader, None)
+        for row in reader:
+            if len(row) >= 3 and int(row[2]) > 0:
+                qrels.setdefault(row[0].strip(), {})[row[1].strip()] = int(row[2])
+    with open(paths[1], encoding="utf-8") as f:
+        all_queries = {str(q["_id"]): q["text"] for q in map(json.loads, filter(str.strip, f))}
+    queries = {q: all_queries[q] for q in qrels if q in all_queries}
+    others = [t for q, t in all_queries.items() if q not in queries]
+    return SciFact(passages, docs, queries, qrels, others)
+
+
+def _ndcg_at_10(ranked: Sequence[str], rels: dict[str, int]) -> float:
+    dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
+    ideal = sum(r / math.log2(i + 2) for i, r in enumerate(sorted(rels.values(), reverse=True)[:10]))
+    return dcg / ideal if ideal else 0.0
+
+
+def dense_rankings(passage_vectors: np.ndarray, passage_docs: Sequence[str], query_vectors: np.ndarray,
+                   k: int = 10) -> list[list[str]]:
+    """Documents ranked by their best passage's cosine, top ``k`` per query (exact search)."""
+    scores = query_vectors @ passage_vectors.T
+    docs = np.asarray(passage_docs)
+    out = []
+    for row in scores:
+        ranked, seen = [], set()
+        for i in np.argsort(-row, kind="stable"):
+            if docs[i] not in seen:
+                seen.add(docs[i])
+                ranked.append(str(docs[i]))
+                if len(ranked) == k:
+                    break
+        out.append(ranked)
+    return out
+
+
+# -- embedders ---------------------------------------------------------------------
+
+
+@dataclass
+class EmbedderRow:
+    """One backend on the benchmark passages."""
+
+    backend: str
+    passages: int
+    seconds: float
+    passages_per_s: float
+    tokens_per_s: float
+    speedup: float | None = None
+    cosine_min: float | None = None
+    cosine_mean: float | None = None
+    ndcg10: float | None = None
+    top10_overlap: float | None = None
+    load: str = ""
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _open(backend: str, cache_dir: Path | None):
+    """A backend with its default batch size, unchecked: fidelity is what is measured."""
+    from qa import backends
+
+    if backend == "torch":
+        return backends.TorchEmbedder()
+    return backends.open_backend(backend, cache_dir=cache_dir, min_cosine=None)
+
+
+def measure_throughput(embedder, texts: Sequence[str], *, warmup: int = 32) -> tuple[float, np.ndarray]:
+    """Seconds to embed ``texts`` (after a warm-up batch) and the vectors."""
+    embedder.embed(list(texts[:warmup]))
+    t0 = time.perf_counter()
+    vectors = embedder.embed(list(texts))
+    return time.perf_counter() - t0, vectors
+
+
+def bench_embedders(
+    data: SciFact, backends: Sequence[str] = ("torch", "openvino", "onnx", "onnx-int8"), *,
+    throughput_passages: int = 512, full: bool = True, cache_dir: Path | None = None,
+    show_progress: bool = True, sample: Sequence[str] | None = None,
+) -> list[EmbedderRow]:
+    """Throughput and fidelity of each backend; the first backend is the reference.
+
+    Args:
+        throughput_passages: how many passages (spread over the corpus) to time.
+        sample: the passages to spread over; default all of them.
+        full: also embed every SciFact passage and the test queries with each
+            backend, for nDCG@10 and top-10 overlap with the reference (cached).
+
+    Returns:
+        list of EmbedderRow, in the order of ``backends``.
+    """
+    pool = list(sample or data.passages)
+    sample = pool[:: max(1, len(pool) // throughput_passages)][:throughput_passages]
+    query_texts = list(data.queries.values())
+    rows, ref_sample, ref_rankings = [], None, None
+    for name in backends:
+        embedder = _open(name, cache_dir)
+        tokens = sum(n + 2 for n in embedder.count_wordpieces(sample))  # as fed: [CLS] ... [SEP]
+        load = _load()
+        seconds, vectors = measure_throughput(embedder, sample)
+        row = EmbedderRow(embedder.backend, len(sample), seconds, len(sample) / seconds, tokens / seconds, load=load)
+        if ref_sample is None:
+            ref_sample = vectors
+        cos = np.sum(vectors * ref_sample, axis=1)
+        row.cosine_min, row.cosine_mean = float(cos.min()), float(cos.mean())
+        if full:
+            pv = cached_vectors(embedder, data.passages, cache_dir=cache_dir, show_progress=show_progress)
+            qv = embedder.embed(query_texts)
+            rankings = dense_rankings(pv, data.passage_docs, qv)
+            row.ndcg10 = float(np.mean([_ndcg_at_10(r, data.qrels[q]) for q, r in zip(data.queries, rankings)]))
+            if ref_rankings is None:
+                ref_rankings = rankings
+            row.top10_overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rankings, ref_rankings)]))
+        rows.append(row)
+        logger.info("%s", row)
+        del embedder
+        gc.collect()
+    for row in rows:
+        row.speedup = row.passages_per_s / rows[0].passages_per_s
+    return rows
+
+
+def cached_vectors(embedder, texts: Sequence[str], *, cache_dir: Path | None = None,
+                   show_progress: bool = True) -> np.ndarray:
+    """The embedder's vectors of ``texts``, from ``.cache/bench`` when already computed."""
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()[:16]
+    folder = Path(cache_dir).parent / "bench" if cache_dir else default_bench_cache()
+    path = folder / f"vectors-{embedder.backend}-{embedder.sha256[:12]}-{digest}.npy"
+    if path.is_file():
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape == (len(texts), embedder.dim):
+            return vectors
+    vectors = embedder.embed(list(texts), show_progress=show_progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
+    np.save(tmp, vectors, allow_pickle=False)
+    os.replace(tmp, path)
+    return vectors
+
+
+# -- vector indexes ----------------------------------------------------------------
+
+INDEX_KINDS = ("flat", "hnsw", "hnsw-sq8", "ivf", "ivf-sq8")
+
+
+def replicate(base: np.ndarray, n: int, *, sigma: float = 0.02, seed: int = 0) -> np.ndarray:
+    """``n`` unit vectors: ``base`` itself, then noisy copies of its rows, renormalized.
+
+    A copy of a 384-d unit vector with per-coordinate noise ``sigma`` = 0.02 keeps a
+    cosine of about 1 / sqrt(1 + 384 sigma^2) = 0.93 to its original: closer than
+    most real neighbours, so each passage gains a cluster of near neighbours as a
+    large real corpus would.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    first = min(n, len(base))
+    out[:first] = base[:first]
+    for start in range(first, n, 65536):
+        stop = min(n, start + 65536)
+        rows = base[np.arange(start, stop) % len(base)]
+        block = rows + rng.normal(0.0, sigma, size=rows.shape).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:stop] = block
+    return out
+
+
+def make_index(kind: str, dim: int, *, m: int = 32, ef_construction: int = 80, nlist: int = 1024):
+    """An empty FAISS inner-product index of one kind.
+
+    Args:
+        kind: "flat" (exact), "hnsw" (graph over full vectors), "hnsw-sq8" (graph over
+            8-bit vectors), "ivf" (inverted lists of full vectors) or "ivf-sq8".
+        m: HNSW neighbours per node.
+        ef_construction: HNSW candidate list while building.
+        nlist: IVF lists (k-means centroids).
+
+    Raises:
+        ValueError: an unknown kind, naming the valid ones.
+    """
+    import faiss
+
+    ip = faiss.METRIC_INNER_PRODUCT
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind in ("hnsw", "hnsw-sq8"):
+        index = (faiss.IndexHNSWFlat(dim, m, ip) if kind == "hnsw"
+                 else faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, ip))
+        index.hnsw.efConstruction = ef_construction
+        return index
+    if kind == "ivf":
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, ip)
+    if kind == "ivf-sq8":
+        return faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
+    raise ValueError(f"unknown index kind {kind!r}; choose from {', '.join(map(repr, INDEX_KINDS))}")
+
+
+def set_search_param(index, kind: str, value: int | None) -> str:
+    """Set efSearch (HNSW) or nprobe (IVF); returns the setting as text."""
+    if kind.startswith("hnsw"):
+        index.hnsw.efSearch = value
+        return f"efSearch={value}"
+    if kind.startswith("ivf"):
+        index.nprobe = value
+        return f"nprobe={value}"
+    return ""
+
+
+@dataclass
+class IndexRow:
+    """One index kind, build parameters and search setting, at one size N."""
+
+    n: int
+    index: str
+    build: str
+    search: str
+    recall10: float
+    p50_ms: float
+    p95_ms: float
+    build_s: float
+    size_mb: float
+    rss_mb: float
+    load_s: float
+    save_s: float
+    add_ms: float
+    remove_ms: float | None
+    load: str = ""
+
+
+def _time_queries(index, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids of each query searched alone (as a user's question is), and each search's ms."""
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    ms = np.empty(len(queries))
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        _, found = index.search(queries[i : i + 1], k)
+        ms[i] = (time.perf_counter() - t0) * 1000
+        ids[i] = found[0]
+    return ids, ms
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
+
+
+_RSS_PROBE = """
+import json, sys, time
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+import faiss
+before = rss()
+t0 = time.perf_counter()
+index = faiss.read_index(sys.argv[1])
+print(json.dumps({"load_s": time.perf_counter() - t0, "rss_mb": rss(), "index_mb": rss() - before}))
+"""
+
+
+def loaded_rss(path: Path) -> dict:
+    """Load an index file in a fresh process: its RSS (MB) and load time."""
+    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_index(
+    kind: str, vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray, *, build: dict | None = None,
+    search_values: Sequence[int | None] = (None,), train_size: int = 100_000, workdir: Path,
+    seed: int = 0,
+) -> list[IndexRow]:
+    """Build one index over ``vectors`` and measure it at each search setting.
+
+    Args:
+        exact: the exact top-10 ids of ``queries`` (from a flat index).
+        build: keyword arguments of ``make_index``.
+        search_values: efSearch or nprobe values to try (None for flat).
+        train_size: vectors sampled to train IVF centroids or SQ8 ranges.
+        workdir: where the index file is written to measure size, save and load.
+
+    Returns:
+        list of IndexRow, one per search value.
+    """
+    import faiss
+
+    build = build or {}
+    n, dim = vectors.shape
+    index = make_index(kind, dim, **build)
+    t0 = time.perf_counter()
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = vectors[np.sort(rng.choice(n, size=min(n, train_size), replace=False))]
+        index.train(sample)
+    index.add(vectors)
+    build_s = time.perf_counter() - t0
+    path = workdir / f"{kind}-{n}.faiss"
+    t0 = time.perf_counter()
+    faiss.write_index(index, str(path))
+    save_s = time.perf_counter() - t0
+    size_mb = path.stat().st_size / 2**20
+    loaded = loaded_rss(path)
+    path.unlink()
+    build_text = " ".join(f"{k}={v}" for k, v in build.items())
+    rows = []
+    for value in search_values:
+        setting = set_search_param(index, kind, value)
+        _time_queries(index, queries[:20])  # warm caches
+        load = _load()
+        found, ms = _time_queries(index, queries)
+        rows.append(IndexRow(n, kind, build_text, setting, _recall(found, exact), float(np.percentile(ms, 50)),
+                             float(np.percentile(ms, 95)), build_s, size_mb, loaded["rss_mb"], loaded["load_s"],
+                             save_s, 0.0, None, load))
+    # One new document of five passages, then its removal where the index supports it.
+    doc = replicate(vectors[:5], 10, sigma=0.02, seed=seed + 1)[5:]
+    t0 = time.perf_counter()
+    index.add(doc)
+    add_ms = (time.perf_counter() - t0) * 1000
+    remove_ms = None
+    if not kind.startswith("hnsw"):  # HNSW graphs cannot drop nodes: tombstones instead
+        t0 = time.perf_counter()
+        index.remove_ids(faiss.IDSelectorRange(n, n + 5))
+        remove_ms = (time.perf_counter() - t0) * 1000
+    for row in rows:
+        row.add_ms, row.remove_ms = add_ms, remove_ms
+    return rows
+
+
+def default_index_grid(n: int) -> list[tuple[str, dict, tuple]]:
+    """(kind, build parameters, search values) to try at size ``n``."""
+    nlist = max(64, 1 << int(round(math.log2(2 * math.sqrt(n)))))  # about 2 sqrt(N), a power of two
+    return [
+        ("flat", {}, (None,)),
+        ("hnsw", {"m": 32, "ef_construction": 80}, (16, 32, 64, 128)),
+        ("hnsw-sq8", {"m": 32, "ef_construction": 80}, (64, 128)),
+        ("ivf", {"nlist": nlist}, (8, 16, 32, 64)),
+        ("ivf-sq8", {"nlist": nlist}, (16, 32, 64)),
+    ]
+
+
+def bench_indexes(
+    base: np.ndarray, queries: np.ndarray, sizes: Sequence[int] = (10_000, 100_000, 1_000_000), *,
+    grid: Callable[[int], list[tuple[str, dict, tuple]]] = default_index_grid, sigma: float = 0.02,
+    workdir: Path | None = None,
+) -> list[IndexRow]:
+    """Every index of ``grid(n)`` at every size, on ``base`` replicated with noise.
+
+    Returns:
+        list of IndexRow, by size, then as the grid lists them.
+    """
+    import faiss
+
+    rows: list[IndexRow] = []
+    with tempfile.TemporaryDirectory(prefix="qa-bench-", dir=workdir) as tmp:
+        for n in sizes:
+            vectors = replicate(base, n, sigma=sigma)
+            exact_index = faiss.IndexFlatIP(vectors.shape[1])
+            exact_index.add(vectors)
+            _, exact = exact_index.search(queries, 10)
+            del exact_index
+            for kind, build, values in grid(n):
+                logger.info("N=%d %s %s", n, kind, build)
+                rows.extend(bench_index(kind, vectors, queries, exact, build=build, search_values=values,
+                                        workdir=Path(tmp)))
+                for row in rows[-len(values):]:
+                    logger.info("%s", row)
+                gc.collect()
+            del vectors
+            gc.collect()
+    return rows
+
+
+# -- the report --------------------------------------------------------------------
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def format_table(rows: Sequence, columns: Sequence[tuple[str, str]]) -> str:
+    """A Markdown table of dataclass rows; ``columns`` are (attribute, heading) pairs."""
+    cells = [[_cell(getattr(r, attr)) for attr, _ in columns] for r in rows]
+    heads = [h for _, h in columns]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
+    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
+    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
+EMBEDDER_COLUMNS = [
+    ("backend", "backend"), ("passages_per_s", "passages/s"), ("tokens_per_s", "tokens/s"), ("speedup", "x torch"),
+    ("cosine_min", "cos min"), ("cosine_mean", "cos mean"), ("ndcg10", "nDCG@10"), ("top10_overlap", "top-10 overlap"),
+    ("load", "load avg"),
+]
+INDEX_COLUMNS = [
+    ("n", "N"), ("index", "index"), ("build", "build params"), ("search", "search"), ("recall10", "recall@10"),
+    ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("build_s", "build s"), ("size_mb", "disk MB"),
+    ("rss_mb", "RSS MB"), ("load_s", "load s"), ("save_s", "save s"), ("add_ms", "add doc ms"),
+    ("remove_ms", "remove doc ms"), ("load", "load avg"),
+]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read()
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in info]
+        cpu += f" ({', '.join(flags)})"
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run(
+    *, quick: bool = False, scifact: str | os.PathLike = DEFAULT_SCIFACT,
+    backends: Sequence[str] = ("torch", "openvino", "onnx", "onnx-int8"), sizes: Sequence[int] | None = None,
+    quality: bool = True, queries: int | None = None, cache_dir: Path | None = None, show_progress: bool = True,
+) -> dict:
+    """Both studies; returns {"machine", "date", "embedders": [EmbedderRow], "indexes": [IndexRow]}.
+
+    Args:
+        quick: 600 SciFact documents, 128 timed passages, no nDCG, N = 10k only.
+        backends: embedder backends to compare; the first is the reference.
+        sizes: index sizes; default 10k, 100k, 1M (10k with ``quick``).
+        quality: embed all of SciFact with each backend for nDCG@10 and top-10 overlap.
+        queries: how many SciFact queries to time against each index.
+    """
+    from qa import backends as qb
+
+    started = time.strftime("%Y-%m-%d %H:%M")
+    data = load_scifact(scifact, max_docs=600 if quick else None, show_progress=show_progress)
+    counts = np.asarray(qb.TorchEmbedder().count_wordpieces(data.passages))
+    full_passages = SciFact([p for p, n in zip(data.passages, counts) if n >= 96], [], {}, {})
+    embed_rows = bench_embedders(
+        data, backends, throughput_passages=128 if quick else 512, full=quality and not quick,
+        cache_dir=cache_dir, show_progress=show_progress, sample=full_passages.passages,
+    )
+    embedder = qb.load_embedder("auto", cache_dir=cache_dir)
+    base = cached_vectors(embedder, data.passages, cache_dir=cache_dir, show_progress=show_progress)
+    query_texts = list(data.queries.values()) + data.other_queries
+    query_vectors = embedder.embed(query_texts[: queries or (200 if quick else 1000)])
+    del embedder
+    gc.collect()
+    index_rows = bench_indexes(base, query_vectors, sizes or ((10_000,) if quick else (10_000, 100_000, 1_000_000)))
+    return {"machine": machine(), "date": started, "embedders": embed_rows, "indexes": index_rows,
+            "passages": len(data.passages), "queries": len(query_vectors)}
+
+
+def report(result: dict) -> str:
+    """The run as Markdown: machine, then the two tables."""
+    emb = result["embedders"]
+    lengths = f"{emb[0].passages} SciFact passages of ~{emb[0].tokens_per_s / emb[0].passages_per_s:.0f} word pieces" if emb else ""
+    return "\n\n".join([
+        f"{result['date']} on {result['machine']}",
+        f"Embedding: {lengths}; cosine to {emb[0].backend if emb else '-'} on those passages; nDCG@10 and top-10 "
+        "overlap from dense search of all SciFact passages (300 test queries).",
+        format_table(emb, EMBEDDER_COLUMNS),
+        f"Vector search: SciFact passage vectors ({result['passages']}) replicated with noise to N; "
+        f"{result['queries']} real SciFact queries searched one at a time; recall@10 against exact search; "
+        "RSS of a fresh process with only the index loaded.",
+        format_table(result["indexes"], INDEX_COLUMNS),
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qa.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small version (about two minutes)")
+    parser.add_argument("--scifact", default=str(DEFAULT_SCIFACT), help="the SciFact folder (BEIR format)")
+    parser.add_argument("--backends", default="torch,openvino,onnx,onnx-int8",
+                        help="embedder backends, the reference first (default: %(default)s)")
+    parser.add_argument("--sizes", default=None, help="index sizes, e.g. 10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=None, help="queries timed per index")
+    parser.add_argument("--no-quality", action="store_true", help="skip nDCG@10 (embedding all of SciFact per backend)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    result = run(quick=args.quick, scifact=args.scifact, backends=args.backends.split(","), sizes=sizes,
+                 quality=not args.no_quality, queries=args.queries)
+    print(report(result))
+    if args.json:
+        data = {**result, "embedders": [asdict(r) for r in result["embedders"]],
+                "indexes": [asdict(r) for r in result["indexes"]]}
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    create .venv, install, build the index of seeds/, serve the app
+#   make run    create .venv, install, build the index of seeds/, serve the app at http://127.0.0.1:7860
 #   make test   create .venv, install (with test tools and Chromium), run the tests
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -31,8 +31,9 @@ dev: .venv/.dev-installed
 index: venv
 	$(PY) -m qa index --corpus seeds --index index
 
-run: index
-	$(PY) -m qa ask "Who claims he never gave the order to retreat?"
+# ui.py builds or updates the index of seeds/ (at index/) itself before it serves
+run: venv
+	$(PY) ui.py --corpus seeds --index index
 
 eval: index
 	$(PY) -m qa eval ../shared/eval/seed_questions.jsonl

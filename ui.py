@@ -537,8 +537,8 @@ def mcp_available() -> bool:
     return True
 
 
-def serve(
-    collection: Collection,
+def launch(
+    demo: gr.Blocks,
     *,
     host: str = DEFAULT_HOST,
     port: int | None = DEFAULT_PORT,
@@ -546,24 +546,24 @@ def serve(
     mcp: bool | None = None,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
-) -> tuple[gr.Blocks, str]:
-    """Build the app over an open collection and serve it.
+) -> str:
+    """Serve an app made by ``build_app``.
 
     Args:
-        collection: an opened Collection.
+        demo: the app.
         host, port: where to listen.
         auth: a (user, password) pair to require a login.
-        mcp: expose /ask, /documents and /document as MCP tools (default: when the
-            gradio[mcp] extra is installed and there is no login, since Gradio's MCP
-            route does not ask for one).
+        mcp: serve the API endpoints as MCP tools too (default: when the gradio[mcp]
+            extra is installed and there is no login, since Gradio's MCP route does
+            not ask for one).
         prevent_thread_lock: return at once, serving from a background thread.
+        quiet: print nothing.
 
     Returns:
-        (the running Blocks, its local URL).
+        the local URL.
     """
     if mcp is None:
         mcp = mcp_available() and auth is None
-    demo = build_app(collection)
     demo.queue(default_concurrency_limit=ASK_CONCURRENCY)
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, mcp_server=mcp, prevent_thread_lock=prevent_thread_lock,
@@ -571,7 +571,17 @@ def serve(
         footer_links=["api", "settings"], head=OPEN_CITATION_JS,
         run_history=False, enable_monitoring=False, ssr_mode=False,
     )
-    return demo, url
+    return url
+
+
+def serve(collection: Collection, **kwargs) -> tuple[gr.Blocks, str]:
+    """Build the app over an opened Collection and serve it (``launch``'s keywords).
+
+    Returns:
+        (the running Blocks, its local URL).
+    """
+    demo = build_app(collection)
+    return demo, launch(demo, **kwargs)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from qa.citations import answer_type, best_sentence, collapse_overlaps
+from qa.citations import SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, may_be_same
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.lexical import tokenize
@@ -78,6 +80,7 @@ class Hit:
     quote: str
     score: float
     highlight: Highlight | None
+    also_in: list[Citation] = field(default_factory=list)
     relevance: float = field(default=0.0, repr=False)
 
     def to_dict(self) -> dict:
@@ -147,6 +150,38 @@ class Searcher:
         self.index = index
         self.embedder = embedder
         self.params = params or SearchParams()
+        self._sentence_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _standalone_vectors(self, doc_id: str, spans: list[tuple[int, int]]) -> np.ndarray:
+        """Vectors of sentences embedded on their own (cached): for comparing statements across documents."""
+        text = self.index.documents[doc_id].text
+        with self._cache_lock:
+            missing = [s for s in spans if (doc_id, *s) not in self._sentence_cache]
+        if missing:
+            fresh = self.embedder.embed([text[a:b] for a, b in missing])
+            with self._cache_lock:
+                for span, v in zip(missing, fresh):
+                    self._sentence_cache[(doc_id, *span)] = v
+                while len(self._sentence_cache) > 4096:
+                    self._sentence_cache.popitem(last=False)
+        with self._cache_lock:
+            return np.stack([self._sentence_cache.get((doc_id, *s)) for s in spans])
+
+    def _corroboration(self, kept: "Hit", candidate: "Hit", sentences: list[tuple[int, int]]) -> tuple[int, int] | None:
+        """The sentence of ``candidate`` that says what ``kept``'s answer sentence says, if any."""
+        if kept.highlight is None or kept.doc_id == candidate.doc_id:
+            return None
+        key_span = (kept.highlight.start, kept.highlight.end)
+        key_words = set(tokenize(self.index.documents[kept.doc_id].text[key_span[0] : key_span[1]]))
+        text = self.index.documents[candidate.doc_id].text
+        close = [s for s in sentences if may_be_same(key_words, set(tokenize(text[s[0] : s[1]])))]
+        if not close:
+            return None
+        key_vec = self._standalone_vectors(kept.doc_id, [key_span])[0]
+        sims = self._standalone_vectors(candidate.doc_id, close) @ key_vec
+        best = int(np.argmax(sims))
+        return close[best] if sims[best] >= SAME_MIN_COSINE else None
 
     def _candidate_mask(self, doc_ids: Sequence[str] | None) -> np.ndarray | None:
         if not doc_ids:
@@ -270,19 +305,32 @@ class Searcher:
         expects = answer_type(q)
 
         hits: list[Hit] = []
-        for i, span in collapse_overlaps(self.index, ranked, limit=k):
+        # Look a little past k: passages that only repeat a better one from another
+        # report become its "also_in" citations instead of taking a place.
+        for i, span in collapse_overlaps(self.index, ranked, limit=3 * k):
+            if len(hits) == k:
+                break
             p = self.index.passages[i]
             doc = self.index.documents[p.doc_id]
             inside = [n for n, s in enumerate(p.sentences) if span[0] <= s[0] and s[1] <= span[1]]
+            sentences = [p.sentences[n] for n in inside]
             similarity = self.index.sentence_vectors_of(i)[inside] @ qv
-            hl = best_sentence(doc.text, [p.sentences[n] for n in inside], idf, similarity, expects=expects)
+            hl = best_sentence(doc.text, sentences, idf, similarity, expects=expects)
             if i not in cosine:
                 cosine[i] = float(self.index.passage_vectors(i, 1)[0] @ qv)
-            hits.append(Hit(
+            hit = Hit(
                 rank=len(hits) + 1, doc_id=p.doc_id, title=doc.title, start=span[0], end=span[1],
                 quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),
                 highlight=Highlight(*hl) if hl else None, relevance=cosine[i],
-            ))
+            )
+            for kept in hits:
+                same = self._corroboration(kept, hit, sentences)
+                if same is not None:
+                    if all(c.doc_id != hit.doc_id for c in kept.also_in):
+                        kept.also_in.append(Citation(hit.doc_id, hit.title, *same))
+                    break
+            else:
+                hits.append(hit)
         best = max(cosine.values(), default=0.0)
         answered = best >= self.params.min_relevance
         reason = None if answered else (

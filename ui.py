@@ -44,7 +44,7 @@ MAX_K = 20
 # group so that they never hold up a question.
 ASK_CONCURRENCY = 8
 WRITE_GROUP = "write"
-# Gradio refuses bigger uploads outright; up to here our own check explains the 10 MB limit.
+# Gradio refuses bigger uploads outright; below it the library's check explains its 10 MB limit.
 MAX_UPLOAD = "50mb"
 
 EXAMPLES = [
@@ -124,6 +124,10 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False).replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
 
 
+def _escape_pre(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
 def _short(title: str, doc_id: str, limit: int = 90) -> str:
     """A document's title for a citation line; the first line of some documents is a whole paragraph."""
     title = title or doc_id
@@ -199,16 +203,22 @@ def render_question(question: str) -> str:
 
 
 def render_source(doc: dict, passage: dict | None = None) -> str:
-    """The whole document, the cited passage and its answering sentence highlighted."""
-    text = doc["text"]
-    head = f'<div class="qa-doc-head"><strong>{_escape(doc["title"] or doc["doc_id"])}</strong> · {_escape(doc["doc_id"])}'
+    """The whole document, the cited passage and its answering sentence highlighted.
+
+    The text keeps its line breaks through CSS (white-space: pre-wrap), so it is
+    escaped without turning them into <br>.
+    """
+    text, esc = doc["text"], _escape_pre
+    title = _escape(doc["title"] or doc["doc_id"])
+    head = f'<div class="qa-doc-head"><strong>{title}</strong> · {_escape(doc["doc_id"])}'
     if passage is None:
-        return f'{head}</div><div class="qa-doc">{html.escape(text, quote=False)}</div>'
-    start, end = passage["start"], passage["end"]
-    hl = passage.get("highlight")
-    a, b = (hl["start"], hl["end"]) if hl else (start, start)
-    esc = lambda s: html.escape(s, quote=False)  # noqa: E731 - the viewer keeps line breaks with CSS
-    inner = f'{esc(text[start:a])}<mark class="qa-sentence">{esc(text[a:b])}</mark>{esc(text[b:end])}' if hl else esc(text[start:end])
+        return f'{head}</div><div class="qa-doc">{esc(text)}</div>'
+    start, end, hl = passage["start"], passage["end"], passage.get("highlight")
+    if hl:
+        a, b = hl["start"], hl["end"]
+        inner = f'{esc(text[start:a])}<mark class="qa-sentence">{esc(text[a:b])}</mark>{esc(text[b:end])}'
+    else:
+        inner = esc(text[start:end])
     return (
         f"{head} · passage [{passage['rank']}], {_where(passage)}</div>"
         f'<div class="qa-doc">{esc(text[:start])}<mark class="qa-passage">{inner}</mark>{esc(text[end:])}</div>'
@@ -216,7 +226,9 @@ def render_source(doc: dict, passage: dict | None = None) -> str:
 
 
 def citation_label(passage: dict) -> str:
-    return f"[{passage['rank']}] {_short(passage['title'], passage['doc_id'], 70)} — {passage['doc_id']}, {_where(passage)}"
+    """A citation as plain text, for the list of the last answer's sources."""
+    title = _short(passage["title"], passage["doc_id"], 70)
+    return f"[{passage['rank']}] {title} — {passage['doc_id']}, {_where(passage)}"
 
 
 # -- the boundary: check input, call qa, turn its errors into messages ----------
@@ -401,7 +413,7 @@ class QAApp:
     def ask_delete(self, doc_id: str | None):
         if not doc_id:
             raise _user_error("choose a document to delete")
-        prompt = f"Delete **{_escape(doc_id)}** from the corpus folder and the index?"
+        prompt = f"Delete <strong>{_escape(doc_id)}</strong> from the corpus folder and the index?"
         return gr.update(visible=True), prompt
 
     def delete(self, doc_id: str | None, filter_ids: list[str] | None):
@@ -427,19 +439,19 @@ def build_app(collection: Collection) -> gr.Blocks:
                 with gr.Column(scale=3):
                     chat = gr.Chatbot(
                         label="Chat", height=520, elem_id="qa-chat", latex_delimiters=[], autoscroll=False,
-                        buttons=["copy"], feedback_options=None,
+                        buttons=[], feedback_options=None,
                         placeholder="Ask a question about the documents.",
                     )
                     with gr.Row():
                         question = gr.Textbox(
-                            show_label=False, scale=5, placeholder=f"Ask a question (Enter to send, at most {MAX_QUESTION_CHARS:,} characters)",
-                            elem_id="qa-question", autofocus=True,
+                            show_label=False, scale=5, elem_id="qa-question", autofocus=True,
+                            placeholder=f"Ask a question (Enter to send, at most {MAX_QUESTION_CHARS:,} characters)",
                         )
                         send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
                     gr.Examples(EXAMPLES, inputs=question, label="Examples from the seed corpus")
                     clear = gr.Button("New conversation", size="sm")
                 with gr.Column(scale=2):
-                    with gr.Accordion("Search settings", open=False):
+                    with gr.Accordion("Search settings: passages, documents", open=False):
                         k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages (k)")
                         only = gr.Dropdown(
                             [], multiselect=True, label="Only these documents",
@@ -454,7 +466,9 @@ def build_app(collection: Collection) -> gr.Blocks:
                     open_target = gr.Textbox(visible="hidden", elem_id="qa-open-target")
                     open_button = gr.Button(visible="hidden", elem_id="qa-open-button")
         with gr.Tab("Documents"):
-            summary = gr.Markdown(elem_id="qa-summary")
+            # gr.HTML, not gr.Markdown, for anything holding a name: it is escaped, and
+            # Markdown would still read * and _ in it.
+            summary = gr.HTML(elem_id="qa-summary")
             table = gr.Dataframe(
                 headers=["Title", "Document", "Passages", "Characters"], datatype=["str", "str", "number", "number"],
                 interactive=False, elem_id="qa-documents", wrap=True,
@@ -471,19 +485,21 @@ def build_app(collection: Collection) -> gr.Blocks:
                     victim = gr.Dropdown([], label="Delete a document", elem_id="qa-delete-choice")
                     remove = gr.Button("Delete…", variant="stop", elem_id="qa-delete")
                     with gr.Group(visible=False) as confirm_box:
-                        confirm_text = gr.Markdown()
+                        confirm_text = gr.HTML()
                         with gr.Row():
                             confirm = gr.Button("Delete it", variant="stop", elem_id="qa-delete-confirm")
                             cancel = gr.Button("Keep it")
-            status = gr.Markdown(elem_id="qa-status")
+            status = gr.HTML(elem_id="qa-status")
 
         # The page's own events are private: clients use the API endpoints below.
         private = {"api_visibility": "private"}
         listing = [table, only, victim, summary]
         gr.on([question.submit, send.click], app.respond, [question, chat, questions, cited, k, only],
               [chat, questions, cited, sources, question], **private).then(None, js=SCROLL_TO_ANSWER, **private)
-        clear.click(lambda: ([], [], [], gr.update(choices=[], value=None, visible=False), ""), None,
-                    [chat, questions, cited, sources, source], **private)
+        forget = (lambda: ([], [], [], gr.update(choices=[], value=None, visible=False), ""),
+                  None, [chat, questions, cited, sources, source])
+        clear.click(*forget, **private)
+        chat.clear(*forget, **private)  # the chat's own bin button
         sources.input(app.open_latest, [sources, cited], source, **private).then(
             None, js=SCROLL_TO_CITATION, **private)
         open_button.click(app.open_cited, [open_target, cited], source, **private).then(

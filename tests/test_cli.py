@@ -16,7 +16,9 @@ from qa.cli import main
 from conftest import KNOWN_QUESTIONS, ROOT, snapshot
 
 CONTRACT_KEYS = {"question", "answered", "passages"}
-PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight"}
+# issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
+PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in"}
+CITATION_KEYS = {"doc_id", "title", "start", "end"}
 
 
 def check_contract(obj: dict, corpus, *, k: int) -> None:
@@ -37,6 +39,12 @@ def check_contract(obj: dict, corpus, *, k: int) -> None:
         if hl is not None:
             assert set(hl) == {"start", "end"} and type(hl["start"]) is int and type(hl["end"]) is int
             assert p["start"] <= hl["start"] < hl["end"] <= p["end"]
+        assert type(p["also_in"]) is list
+        for c in p["also_in"]:
+            assert set(c) == CITATION_KEYS and c["doc_id"] != p["doc_id"]
+            assert type(c["start"]) is int and type(c["end"]) is int and type(c["title"]) is str
+            other = (corpus / c["doc_id"]).read_bytes().decode("utf-8").removeprefix("\ufeff")
+            assert 0 <= c["start"] < c["end"] <= len(other)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

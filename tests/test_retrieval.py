@@ -42,6 +42,10 @@ def assert_contract(answer: Answer, index, *, k: int) -> None:
             assert h.start <= h.highlight.start < h.highlight.end <= h.end
             sentence = doc.text[h.highlight.start : h.highlight.end]
             assert sentence == sentence.strip() and sentence
+        for c in h.also_in:
+            other = index.documents[c.doc_id]
+            assert c.doc_id != h.doc_id and c.title == other.title
+            assert 0 <= c.start < c.end <= len(other.text)
         for s, e in shown.get(h.doc_id, []):
             assert h.end <= s or e <= h.start, f"{h.doc_id} {h.start}-{h.end} repeats text already shown"
         shown.setdefault(h.doc_id, []).append((h.start, h.end))
@@ -78,7 +82,10 @@ def test_answer_to_dict_is_the_result_contract(searcher):
     assert isinstance(d["question"], str) and isinstance(d["answered"], bool)
     assert d["passages"]
     for p in d["passages"]:
-        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight"}
+        # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
+        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in"}
+        assert isinstance(p["also_in"], list)
+        assert all(set(c) == {"doc_id", "title", "start", "end"} for c in p["also_in"])
         assert all(isinstance(p[key], int) and not isinstance(p[key], bool) for key in ("rank", "start", "end"))
         assert isinstance(p["doc_id"], str) and isinstance(p["title"], str) and isinstance(p["quote"], str)
         assert isinstance(p["score"], float)

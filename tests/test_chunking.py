@@ -74,7 +74,8 @@ def check_passages(text: str, passages: list[Passage], chunker: Chunker, embedde
         assert embedder.count_wordpieces([quote])[0] <= chunker.params.max_wordpieces
     # passages best read in document order
     for a, b in zip(passages, passages[1:]):
-        assert a.start < b.start and a.end < b.end
+        assert a.start < b.start and a.end < b.end, (
+            f"passages out of order or one inside the other: {text[a.start:a.end]!r} then {text[b.start:b.end]!r}")
     assert_spans_tile_non_whitespace(
         text, sorted({s for p in passages for s in p.sentences}),
     )

@@ -140,6 +140,8 @@ def test_save_load_round_trip_is_identical(tmp_path, seed_index, embedder):
     assert loaded.documents == seed_index.documents
     assert loaded.doc_ranges == seed_index.doc_ranges
     np.testing.assert_array_equal(all_vectors(loaded), all_vectors(seed_index))
+    if hasattr(seed_index, "sentence_vectors"):
+        np.testing.assert_array_equal(np.asarray(loaded.sentence_vectors), np.asarray(seed_index.sentence_vectors))
     tokens = tokenize("soldiers refused to fight near Bakhmut")
     np.testing.assert_array_equal(loaded.bm25.scores(tokens), seed_index.bm25.scores(tokens))
     assert results(loaded, embedder) == results(seed_index, embedder)

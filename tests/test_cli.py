@@ -218,6 +218,12 @@ def test_ask_with_a_missing_index_directory(tmp_path, capsys):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_eval_with_a_missing_index_directory(tmp_path, questions_file, capsys):
+    code, out, err = run(capsys, "eval", str(questions_file), "--index", str(tmp_path / "nowhere"), "-q")
+    assert code == 2 and out == "" and err.startswith(f"error: no index at {tmp_path / 'nowhere'}")
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_k_below_one_is_refused(built, capsys):
     _, index_dir = built
     code, _, err = run(capsys, "ask", "--index", str(index_dir), "-k", "0", "-q", "Who fled?")

@@ -208,6 +208,13 @@ def test_question_is_stripped():
     assert check_question("  Who fled?\n") == "Who fled?"
 
 
+def test_question_length_limit_is_inclusive_and_counts_the_stripped_text():
+    assert check_question("x" * 2000) == "x" * 2000
+    assert check_question("  " + "x" * 2000 + "\n") == "x" * 2000
+    with pytest.raises(ValueError, match="2,001 characters long"):
+        check_question("x" * 2001)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"fusion": "max"}, "Choose from 'rrf', 'linear'"), ({"dense_weight": 1.5}, r"dense_weight must lie in \[0, 1\]")],

@@ -39,6 +39,16 @@ def _collection(args, *, corpus: str | None = None) -> Collection:
 
 
 def cmd_index(args) -> int:
+    from qa.corpus import corpus_files
+
+    if not corpus_files(args.corpus) and not args.allow_empty:
+        try:
+            held = json.loads((Path(args.index) / "manifest.json").read_text(encoding="utf-8"))["counts"]["documents"]
+        except (OSError, ValueError, KeyError):
+            held = 0
+        if held:
+            raise UserError(f"{args.corpus} holds no .txt or .md documents; the index at {args.index} still holds "
+                            f"{held} and is left as it is (pass --allow-empty to empty it)")
     col = Collection(args.corpus, args.index, show_progress=not args.quiet)
     report = col.update()
     if report.documents == 0:
@@ -148,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of .txt/.md documents (default: seeds)")
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-empty", action="store_true", help="let an empty corpus folder empty an existing index")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="ask a question; '-' reads one question per line from stdin")

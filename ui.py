@@ -17,7 +17,9 @@ import argparse
 import html
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,23 @@ _STARTED = time.monotonic()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _load_model() -> None:
+    """Import and load the embedding model: the slowest part of starting."""
+    try:
+        from qa.embedding import default_embedder
+
+        default_embedder().embed(["warm up"])
+    except Exception:  # noqa: BLE001 - main() asks for the model again and reports the error
+        pass
+
+
+# Started as a program, load the model while Gradio imports (each takes seconds, and
+# there are two cores); main() waits for it before opening the collection.
+_MODEL_LOADING = threading.Thread(target=_load_model, name="load-model", daemon=True)
+if __name__ == "__main__":
+    _MODEL_LOADING.start()
 
 import gradio as gr  # noqa: E402
 
@@ -396,7 +415,7 @@ class QAApp:
     def refresh(self, filter_ids: list[str] | None = None):
         """The documents table and every document picker, from the index as it is now."""
         docs = self.documents()
-        rows = [[d["title"], d["doc_id"], d["passages"], d["chars"]] for d in docs]
+        rows = [[_short(d["title"], d["doc_id"]), d["doc_id"], d["passages"], d["chars"]] for d in docs]
         choices = [(f"{_short(d['title'], d['doc_id'], 60)} ({d['doc_id']})", d["doc_id"]) for d in docs]
         known = {d["doc_id"] for d in docs}
         kept = [d for d in filter_ids or [] if d in known]
@@ -471,7 +490,7 @@ def build_app(collection: Collection) -> gr.Blocks:
             summary = gr.HTML(elem_id="qa-summary")
             table = gr.Dataframe(
                 headers=["Title", "Document", "Passages", "Characters"], datatype=["str", "str", "number", "number"],
-                interactive=False, elem_id="qa-documents", wrap=True,
+                interactive=False, elem_id="qa-documents", wrap=True, column_widths=["52%", "28%", "10%", "10%"],
             )
             with gr.Row():
                 with gr.Column():
@@ -504,11 +523,11 @@ def build_app(collection: Collection) -> gr.Blocks:
             None, js=SCROLL_TO_CITATION, **private)
         open_button.click(app.open_cited, [open_target, cited], source, **private).then(
             None, js=SCROLL_TO_CITATION, **private)
-        add.click(app.upload, [files, replace, only], [status, files, *listing],
+        add.click(app.upload, [files, replace, only], [status, files, *listing], show_progress_on=status,
                   concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
         remove.click(app.ask_delete, victim, [confirm_box, confirm_text], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_box, **private)
-        confirm.click(app.delete, [victim, only], [confirm_box, status, *listing],
+        confirm.click(app.delete, [victim, only], [confirm_box, status, *listing], show_progress_on=status,
                       concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
         demo.load(app.refresh, only, listing, **private)
 
@@ -624,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("faiss", "sentence_transformers", "httpx"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_transformers()
+    if _MODEL_LOADING.is_alive():
+        _MODEL_LOADING.join()
     try:
         auth = auth_from_env()
         collection = Collection(args.corpus, args.index).open()
@@ -639,11 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     demo, url = serve(collection, host=args.host, port=args.port, auth=auth,
                       mcp=False if args.no_mcp else None, prevent_thread_lock=True)
     logger.info("ready at %s in %.1f s", url, time.monotonic() - _STARTED)
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as gracefully on `kill` as on Ctrl-C
+    demo.block_thread()  # until interrupted; it then closes the server
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _quiet_transformers() -> None:

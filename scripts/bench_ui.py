@@ -70,7 +70,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> floa
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
@@ -134,7 +134,9 @@ def serve_with_noop(corpus: str, index: str, port: int) -> None:
             return {}
 
         gr.api(noop, api_name="noop")
-    ui.launch(demo, port=port, quiet=True, mcp=False)
+    ui.launch(demo, port=port, quiet=True, mcp=False, prevent_thread_lock=True)
+    signal.signal(signal.SIGTERM, ui._interrupt)
+    demo.block_thread()
 
 
 def bench_latency(url: str, requests: int) -> dict:

@@ -137,6 +137,13 @@ def test_follow_up_question_uses_the_conversation(page):
     assert "003_5b9c610a72473fdf.txt" in answer.locator(".qa-cite").first.inner_text()
 
 
+def test_new_conversation_clears_the_chat_and_its_sources(page):
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("document.querySelectorAll('.qa-answer').length === 0")
+    assert not page.locator("#qa-sources").is_visible()
+    assert page.locator("#qa-source mark").count() == 0
+
+
 def test_markup_in_questions_and_documents_is_shown_as_text(page):
     question = '<img src=x onerror="window.__pwned = 3"> What did the harbour master write in the lighthouse log?'
     answer = ask(page, question)

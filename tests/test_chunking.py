@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
+from conftest import SEEDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,8 +13,6 @@ from qa.chunking import Chunker, ChunkParams, Passage, count_tiktokens, split_se
 from qa.corpus import Document, load_corpus
 from qa.embedding import MAX_SEQ_LENGTH
 from qa.index import IndexParams
-
-from conftest import SEEDS
 
 # Small enough that generated documents are split into many passages, and that
 # long sentences must be cut at word boundaries.
@@ -60,7 +61,7 @@ def check_passages(text: str, passages: list[Passage], chunker: Chunker, embedde
         assert quote == quote.strip(), f"passage not trimmed: {quote!r}"
         # sentences lie within [start, end), in order, first and last at the edges
         assert p.sentences and p.sentences[0][0] == p.start and p.sentences[-1][1] == p.end
-        for (s1, e1), (s2, e2) in zip(p.sentences, p.sentences[1:]):
+        for (s1, e1), (s2, e2) in pairwise(p.sentences):
             assert s1 < e1 <= s2 < e2
             assert text[e1:s2].strip() == "", "a passage skips text between its sentences"
         # each piece is a whole sentence, or a word-boundary cut of one over-budget sentence
@@ -73,7 +74,7 @@ def check_passages(text: str, passages: list[Passage], chunker: Chunker, embedde
         # nothing the embedder would truncate
         assert embedder.count_wordpieces([quote])[0] <= chunker.params.max_wordpieces
     # passages best read in document order
-    for a, b in zip(passages, passages[1:]):
+    for a, b in pairwise(passages):
         assert a.start < b.start and a.end < b.end, (
             f"passages out of order or one inside the other: {text[a.start:a.end]!r} then {text[b.start:b.end]!r}")
     assert_spans_tile_non_whitespace(
@@ -163,7 +164,7 @@ def test_offsets_are_string_indices_with_emoji_and_combining_marks():
     text = "  Emoji 😀👍🏽 first. Cafe\u0301 «second» — yes.\u2028Third “one”.  "
     spans = split_sentences(text)
     assert_spans_tile_non_whitespace(text, spans)
-    assert [text[s:e] for s, e in spans][0] == "Emoji 😀👍🏽 first."
+    assert text[spans[0][0] : spans[0][1]] == "Emoji 😀👍🏽 first."
 
 
 # -- generated documents ------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_split_sentences_invariants(text):
     spans = split_sentences(text)
     assert_spans_tile_non_whitespace(text, spans)
     # the text between two sentences is whitespace only: nothing falls out of a quote
-    for (_, e1), (s2, _) in zip(spans, spans[1:]):
+    for (_, e1), (s2, _) in pairwise(spans):
         assert text[e1:s2].strip() == ""
 
 
@@ -267,7 +268,7 @@ def test_neighbours_overlap_by_whole_sentences_within_the_overlap_budget(embedde
     text = _sentences(30)
     passages = chunker.chunk(Document("d.txt", "d", text))
     shared_counts = []
-    for a, b in zip(passages, passages[1:]):
+    for a, b in pairwise(passages):
         shared = [s for s in a.sentences if s in b.sentences]
         # what is shared is whole sentences: the tail of one, the head of the next
         assert shared == list(a.sentences[len(a.sentences) - len(shared):])
@@ -293,9 +294,9 @@ def test_overlap_never_makes_a_passage_of_already_quoted_sentences_only(embedder
     assert ta + tb + 1 <= params.max_tokens and tb <= params.overlap_tokens
     assert tc <= params.max_tokens < tb + tc + 1
     chunker = Chunker(params, count_tokens=count_tiktokens, count_wordpieces=embedder.count_wordpieces)
-    text = " ".join([a, b, c])
+    text = f"{a} {b} {c}"
     passages = chunker.chunk(Document("d.txt", "d", text))
-    for x, y in zip(passages, passages[1:]):
+    for x, y in pairwise(passages):
         assert not (x.start <= y.start and y.end <= x.end), f"{text[y.start:y.end]!r} repeats the passage before it"
     check_passages(text, passages, chunker, embedder)
 
@@ -304,7 +305,7 @@ def test_no_overlap_when_overlap_is_zero(embedder):
     params = ChunkParams(max_tokens=60, overlap_tokens=0, max_wordpieces=254)
     chunker = Chunker(params, count_tokens=count_tiktokens, count_wordpieces=embedder.count_wordpieces)
     passages = chunker.chunk(Document("d.txt", "d", _sentences(30)))
-    for a, b in zip(passages, passages[1:]):
+    for a, b in pairwise(passages):
         assert a.end < b.start
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
+from conftest import KNOWN_QUESTIONS, leftovers, snapshot
 
 import qa.collection
 from qa.collection import Collection, DocumentInfo
@@ -12,13 +14,11 @@ from qa.corpus import MAX_DOCUMENT_BYTES, DocumentError
 from qa.embedding import MODEL_SHA256
 from qa.index import Index, IndexParams
 
-from conftest import KNOWN_QUESTIONS, leftovers, snapshot
-
 NEW_DOC = (
-    "Ceasefire talks resume\n\n"
-    "Negotiators met in Istanbul on Tuesday to resume the ceasefire talks about grain exports. "
-    "The delegation said progress was slow.\n"
-).encode("utf-8")
+    b"Ceasefire talks resume\n\n"
+    b"Negotiators met in Istanbul on Tuesday to resume the ceasefire talks about grain exports. "
+    b"The delegation said progress was slow.\n"
+)
 
 
 def collection(corpus, index_dir, embedder, **kwargs) -> Collection:
@@ -75,7 +75,7 @@ def test_open_updates_after_a_file_was_added_and_one_removed(built, embedder):
     assert "new.txt" in col.index.documents and "000_93644d6605fbd4ae.txt" not in col.index.documents
 
 
-def test_open_rebuilds_when_the_manifest_names_another_model(built, embedder):
+def test_open_rebuilds_when_the_manifest_names_another_model(built, embedder, embed_spy):
     corpus, index_dir = built
     path = index_dir / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -85,15 +85,18 @@ def test_open_rebuilds_when_the_manifest_names_another_model(built, embedder):
     assert "another model" in col.staleness(Index.load(index_dir))[0]
     col.open()
     assert col.last_report.rebuilt and "another model" in col.last_report.rebuilt
+    assert len(embed_spy.texts) == len(col.index) == col.last_report.embedded  # nothing reused
     assert json.loads(path.read_text(encoding="utf-8"))["model"]["sha256"] == MODEL_SHA256
 
 
-def test_open_rebuilds_when_the_parameters_differ(built, embedder):
+def test_open_rebuilds_when_the_parameters_differ(built, embedder, embed_spy):
     corpus, index_dir = built
     params = IndexParams(max_tokens=64, overlap_tokens=8)
     col = collection(corpus, index_dir, embedder, index_params=params).open()
     assert col.last_report.rebuilt and "passage parameters" in col.last_report.rebuilt
+    assert len(embed_spy.texts) == len(col.index) == col.last_report.embedded  # nothing reused
     assert col.index.params == params
+    assert Index.load(index_dir).manifest["params"] == asdict(params)
 
 
 def test_open_recovers_an_index_set_aside_by_a_crash_without_re_embedding(built, embedder, embed_spy):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from conftest import SEEDS
 
 from qa.corpus import (
     Document,
@@ -16,8 +17,6 @@ from qa.corpus import (
     safe_doc_id,
     title_of,
 )
-
-from conftest import SEEDS
 
 
 def test_seed_corpus_loads_every_document_sorted():

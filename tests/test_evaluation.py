@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import SEED_QUESTIONS
 
 from qa.evaluation import Question, evaluate, is_hit, load_questions, normalize_ws
 from qa.retrieval import Answer, Highlight, Hit
-
-from conftest import SEED_QUESTIONS
 
 DOC = "Title\n\nThe commander, however,\nclaimed he never gave the order. Other text follows here."
 DOCS = {"a.txt": DOC, "b.txt": "Unrelated text about something else entirely."}
@@ -31,7 +30,7 @@ def test_load_questions_reads_the_shared_format(tmp_path):
 def test_load_questions_names_the_bad_line(tmp_path, line):
     path = tmp_path / "q.jsonl"
     path.write_text('{"question": "ok?", "doc": null}\n' + line + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"q\.jsonl:2: not a question object"):
+    with pytest.raises(ValueError, match=r"q\.jsonl:2: not a question object"):
         load_questions(path)
 
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import KNOWN_QUESTIONS, seed_questions
 
 from qa.lexical import tokenize
 from qa.retrieval import (
@@ -17,8 +18,6 @@ from qa.retrieval import (
     contextual_query,
     previous_questions,
 )
-
-from conftest import KNOWN_QUESTIONS, seed_questions
 
 QUESTIONS = seed_questions()
 ANSWERABLE = [q for q in QUESTIONS if q["doc"]]

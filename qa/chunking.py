@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Callable, Sequence
 
 import blingfire
+import numpy as np
 
 from qa.corpus import Document
 
@@ -134,21 +135,43 @@ class Chunker:
     def _fits(self, tokens: int, wordpieces: int) -> bool:
         return tokens <= self.params.max_tokens and wordpieces <= self.params.max_wordpieces
 
+    def _measure(self, text: str) -> tuple[int, int]:
+        return self._count_tokens([text])[0], self._count_wordpieces([text])[0]
+
+    def _longest_fit(self, text: str, start: int, ends: Sequence[int]) -> int:
+        """How many of the increasing ``ends`` give a span from ``start`` that fits (exact counts)."""
+        lo, hi = 0, len(ends)  # invariant: ends[:lo] fit, ends[hi:] do not
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._fits(*self._measure(text[start : ends[mid]])):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def _split_long(self, text: str, span: Span) -> list[tuple[Span, int, int]]:
-        """Cut one over-budget sentence at word boundaries into pieces that fit."""
-        words = [(span[0] + m.start(), span[0] + m.end()) for m in _WORD.finditer(text[span[0]:span[1]])]
-        tokens = self._count_tokens([" " + text[s:e] for s, e in words])
-        pieces_wp = self._count_wordpieces([text[s:e] for s, e in words])
-        pieces, start, tok, wp = [], None, 0, 0
-        for (s, e), t, w in zip(words, tokens, pieces_wp):
-            if start is not None and not self._fits(tok + t, wp + w):
-                pieces.append(((start, prev_end), tok, wp))
-                start = None
-            if start is None:
-                start, tok, wp = s, 0, 0
-            tok, wp, prev_end = tok + t, wp + w, e
-        if start is not None:
-            pieces.append(((start, prev_end), tok, wp))
+        """Cut one over-budget sentence into pieces that fit.
+
+        Cuts fall between words; a single word over the budget (a long URL, a run
+        of CJK text, a table row without spaces) is cut between characters.
+        """
+        words = [m.span() for m in _WORD.finditer(text, span[0], span[1])]
+        pieces, k = [], 0
+        while k < len(words):
+            start = words[k][0]
+            # A word is at least one token, so no fitting run is longer than the budget.
+            ends = [e for _, e in words[k : k + self.params.max_tokens + 1]]
+            n = self._longest_fit(text, start, ends)
+            if n:
+                end = ends[n - 1]
+                k += n
+            else:
+                end = start + max(1, self._longest_fit(text, start, range(start + 1, words[k][1] + 1)))
+                if end >= words[k][1]:
+                    k += 1
+                else:
+                    words[k] = (end, words[k][1])
+            pieces.append(((start, end), *self._measure(text[start:end])))
         return pieces
 
     def sentences(self, text: str) -> list[tuple[Span, int, int]]:
@@ -170,20 +193,36 @@ class Chunker:
 
         Returns:
             list of Passage; each spans whole sentences (a sentence over the budget
-            alone is cut at word boundaries), neighbours share up to
-            ``overlap_tokens`` of whole sentences, and none exceeds the budget.
+            alone is cut, see ``_split_long``), starts with up to ``overlap_tokens``
+            of whole sentences from the passage before and always adds at least one
+            new sentence, and fits the token budget and word-piece cap exactly.
         """
-        sents = self.sentences(doc.text)
-        passages, i = [], 0
-        while i < len(sents):
-            j, tok, wp = i, sents[i][1], sents[i][2]
-            while j + 1 < len(sents) and self._fits(tok + sents[j + 1][1] + 1, wp + sents[j + 1][2]):
+        text = doc.text
+        sents = self.sentences(text)
+        n = len(sents)
+        tok = np.cumsum([0] + [s[1] for s in sents])
+        wp = np.cumsum([0] + [s[2] for s in sents])
+
+        def estimate_fits(i: int, j: int) -> bool:  # sentences i..j, one token per join
+            return self._fits(int(tok[j + 1] - tok[i]) + (j - i), int(wp[j + 1] - wp[i]))
+
+        def fits(i: int, j: int) -> bool:
+            return self._fits(*self._measure(text[sents[i][0][0] : sents[j][0][1]]))
+
+        passages, i, last = [], 0, -1
+        while i < n:
+            first_new = last + 1
+            while i < first_new and not fits(i, first_new):
+                i += 1  # the overlap must leave room for a new sentence
+            j = first_new
+            while j + 1 < n and estimate_fits(i, j + 1):
                 j += 1
-                tok += sents[j][1] + 1
-                wp += sents[j][2]
+            while j > first_new and not fits(i, j):
+                j -= 1
             spans = tuple(s[0] for s in sents[i : j + 1])
             passages.append(Passage(doc.doc_id, spans[0][0], spans[-1][1], spans))
-            if j + 1 >= len(sents):
+            last = j
+            if j + 1 >= n:
                 break
             nxt, carried = j + 1, 0
             while nxt - 1 > i and carried + sents[nxt - 1][1] <= self.params.overlap_tokens:

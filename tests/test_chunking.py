@@ -69,8 +69,15 @@ def check_passages(text: str, passages: list[Passage], chunker: Chunker, embedde
             host = next((h for h in doc_sentences if h[0] <= s and e <= h[1]), None)
             assert host is not None, f"{text[s:e]!r} crosses a sentence boundary"
             if (s, e) != host:
-                assert s == host[0] or text[s - 1].isspace(), "a long sentence was cut inside a word"
-                assert e == host[1] or text[e].isspace(), "a long sentence was cut inside a word"
+                for cut in (s, e):
+                    if cut in host or text[cut - 1].isspace() or text[cut].isspace():
+                        continue
+                    # Inside a word only when that word alone is over the budget.
+                    w0 = max(text.rfind(c, 0, cut) for c in " \t\n\r\u00a0\u2028") + 1
+                    w1 = min((i for i in (text.find(c, cut) for c in " \t\n\r\u00a0\u2028") if i >= 0), default=len(text))
+                    word = text[max(w0, host[0]) : min(w1, host[1])]
+                    tokens, pieces = chunker._measure(word)
+                    assert not chunker._fits(tokens, pieces), f"a long sentence was cut inside the word {word!r}"
         # nothing the embedder would truncate
         assert embedder.count_wordpieces([quote])[0] <= chunker.params.max_wordpieces
     # passages best read in document order

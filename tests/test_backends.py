@@ -1,0 +1,92 @@
+"""Embedder backends: fidelity to torch, the export cache, and the fallback to torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from qa import backends
+from qa.backends import BackendError, load_embedder, open_backend
+from qa.embedding import default_embedder
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+pytestmark = pytest.mark.slow  # an ONNX export, a quantization and a torch reference: a minute or so
+
+TEXTS = [
+    "The commander claimed he never gave the order to retreat.",
+    "a",
+    "Müller said “it’s done” — then left.",
+    "Soldiers' wives asked for food and water for the men at the front. " * 30,  # past 256 word pieces
+    "Short one.",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One export for the module (it takes seconds), in a private cache folder."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    backends.ensure_cache(default_embedder().model_dir, default_embedder().sha256, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def torch_vectors():
+    return default_embedder().embed(TEXTS)
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(ValueError, match="'openvino'"):
+        load_embedder("tensorrt")
+
+
+def test_onnx_matches_torch_in_the_given_order(cache_dir, torch_vectors):
+    embedder = open_backend("onnx", cache_dir=cache_dir, batch_size=2)
+    vectors = embedder.embed(TEXTS)
+    assert embedder.backend == "onnx-fp32"
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(vectors * torch_vectors, axis=1)) >= 0.9999
+    assert embedder.count_wordpieces(TEXTS) == default_embedder().count_wordpieces(TEXTS)
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_openvino_matches_torch(cache_dir, torch_vectors):
+    pytest.importorskip("openvino")
+    embedder = open_backend("openvino", cache_dir=cache_dir)
+    assert embedder.backend in ("openvino-bf16", "openvino-fp32")
+    assert np.min(np.sum(embedder.embed(TEXTS) * torch_vectors, axis=1)) >= backends.MIN_COSINE
+
+
+def test_a_corrupt_export_is_rebuilt(cache_dir, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache)
+    folder = backends.model_cache_dir(default_embedder().sha256, cache)
+    model = folder / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    model.write_bytes(bytes(data))
+    embedder = open_backend("onnx", cache_dir=cache)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert backends.file_sha256(model) == manifest["files"]["model.onnx"]
+    assert embedder.probe_cosine >= backends.MIN_COSINE
+
+
+def test_falls_back_to_torch_when_a_backend_cannot_load(cache_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise BackendError("simulated: cannot load")
+
+    monkeypatch.setattr(backends, "OnnxEmbedder", broken)
+    embedder = load_embedder("onnx", cache_dir=cache_dir)
+    assert embedder.backend == "torch"
+    assert embedder.embed(["hello"]).shape == (1, 384)
+
+
+def test_an_unfaithful_backend_is_refused(cache_dir):
+    """A backend whose vectors drift from torch's (here, int8-quantized ones) is not used."""
+    with pytest.raises(BackendError, match="not faithful"):
+        open_backend("onnx-int8", cache_dir=cache_dir, min_cosine=0.999)
+    assert load_embedder("onnx-int8", cache_dir=cache_dir).backend == "torch"

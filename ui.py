@@ -262,6 +262,16 @@ def _user_error(exc: BaseException | str) -> gr.Error:
     return gr.Error(html.escape(msg, quote=False), print_exception=False)
 
 
+def _toast(error: gr.Error, title: str, *, outputs: int) -> tuple:
+    """Show an error of the page as a notice and leave every output as it was.
+
+    Raising it instead would put each output in an error state that covers the
+    chat or the documents table until dismissed.
+    """
+    gr.Warning(error.message, title=title)
+    return (gr.skip(),) * outputs
+
+
 def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= MAX_K:
         raise _user_error(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
@@ -385,7 +395,10 @@ class QAApp:
         ``questions`` (the raw questions, for follow-ups) and ``cited`` (the passages of
         every answer, for the source viewer) grow with the chat.
         """
-        result = self.ask(question, k, questions, doc_ids)
+        try:
+            result = self.ask(question, k, questions, doc_ids)
+        except gr.Error as exc:
+            return _toast(exc, "Cannot ask that", outputs=5)
         passages = result["passages"]
         chat = [*chat, {"role": "user", "content": render_question(result["question"])},
                 {"role": "assistant", "content": render_answer(result, turn=len(cited))}]
@@ -410,7 +423,10 @@ class QAApp:
         if not 0 <= i < len(passages):
             return gr.skip()
         passage = passages[i]
-        return render_source(self.document(passage["doc_id"]), passage)
+        try:
+            return render_source(self.document(passage["doc_id"]), passage)
+        except gr.Error as exc:  # deleted since it was cited
+            return _toast(exc, "Cannot open the source", outputs=1)[0]
 
     def refresh(self, filter_ids: list[str] | None = None):
         """The documents table and every document picker, from the index as it is now."""
@@ -424,19 +440,25 @@ class QAApp:
 
     def upload(self, files: list | None, replace: bool, filter_ids: list[str] | None,
                progress=gr.Progress(track_tqdm=True)):
-        report = self.add_documents(files, replace, progress)
+        try:
+            report = self.add_documents(files, replace, progress)
+        except gr.Error as exc:
+            return (f"Nothing was added: {exc.message}", *_toast(exc, "Nothing was added", outputs=5))
         done = report["added"] + report["changed"]
         message = f"Added {', '.join(done)}: {report['embedded']} passages indexed in {report['seconds']:.1f} s."
         return (_escape(message), None, *self.refresh(filter_ids))
 
     def ask_delete(self, doc_id: str | None):
         if not doc_id:
-            raise _user_error("choose a document to delete")
+            return _toast(_user_error("choose a document to delete"), "Nothing to delete", outputs=2)
         prompt = f"Delete <strong>{_escape(doc_id)}</strong> from the corpus folder and the index?"
         return gr.update(visible=True), prompt
 
     def delete(self, doc_id: str | None, filter_ids: list[str] | None):
-        report = self.delete_document(doc_id or "")
+        try:
+            report = self.delete_document(doc_id or "")
+        except gr.Error as exc:
+            return (gr.skip(), f"Nothing was deleted: {exc.message}", *_toast(exc, "Nothing was deleted", outputs=4))
         message = f"Deleted {', '.join(report['removed']) or doc_id}."
         return (gr.update(visible=False), _escape(message), *self.refresh(filter_ids))
 
@@ -463,7 +485,7 @@ def build_app(collection: Collection) -> gr.Blocks:
                     )
                     with gr.Row():
                         question = gr.Textbox(
-                            show_label=False, scale=5, elem_id="qa-question", autofocus=True,
+                            show_label=False, scale=5, elem_id="qa-question", autofocus=True, max_lines=6,
                             placeholder=f"Ask a question (Enter to send, at most {MAX_QUESTION_CHARS:,} characters)",
                         )
                         send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")

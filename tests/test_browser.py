@@ -154,12 +154,27 @@ def test_markup_in_questions_and_documents_is_shown_as_text(page):
     assert page.locator("#qa-chat img[src='x']").count() == 0 and page.locator("#qa-chat script").count() == 0
 
 
-def test_empty_question_gets_a_message(page):
+@pytest.mark.parametrize("question, message", [
+    ("   ", "the question is empty"),
+    ("x" * 2001, "the question is 2,001 characters long; the limit is 2,000"),
+])
+def test_bad_question_gets_a_message_and_the_chat_stays(page, question, message):
+    """Regression: a raised gr.Error used to cover the whole chat with an "Error" badge."""
     before = page.locator(".qa-answer").count()
-    page.fill("#qa-question textarea", "   ")
+    page.fill("#qa-question textarea", question)
     page.keyboard.press("Enter")
-    page.get_by_text("the question is empty").filter(visible=True).first.wait_for()
+    page.get_by_text(message).filter(visible=True).first.wait_for()
     assert page.locator(".qa-answer").count() == before
+    assert page.evaluate("""() => {
+        const chat = document.querySelector('#qa-chat');
+        chat.scrollIntoView({block: 'center'});
+        const box = chat.getBoundingClientRect();
+        for (let i = 1; i < 10; i++) {  // any point of the chat showing a message, not an overlay
+            const seen = document.elementFromPoint(box.left + box.width / 2, box.top + box.height * i / 10);
+            if (seen && seen.closest('.qa-answer, .qa-question')) return true;
+        }
+        return false;
+    }"""), "the chat is covered"
 
 
 def test_upload_a_document_then_ask_it_then_delete_it(page, served, tmp_path):

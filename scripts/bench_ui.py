@@ -240,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(url, proc)
             print(f"2. /ask vs /noop, {args.requests} calls each, interleaved ...", flush=True)
             lat = results["latency"] = bench_latency(url, args.requests)
-            print(f"   /ask  p50 {lat['ask']['p50_ms']} ms  p90 {lat['ask']['p90_ms']} ms  mean {lat['ask']['mean_ms']} ms")
-            print(f"   /noop p50 {lat['noop']['p50_ms']} ms  p90 {lat['noop']['p90_ms']} ms  mean {lat['noop']['mean_ms']} ms")
+            for name in ("ask", "noop"):
+                f = lat[name]
+                print(f"   /{name:<4} p50 {f['p50_ms']} ms  p90 {f['p90_ms']} ms  mean {f['mean_ms']} ms")
             print(f"   p50 ratio {lat['p50_ratio']} (target <= 1.25)", flush=True)
             print(f"3. {args.clients} concurrent clients x {args.per_client} questions ...", flush=True)
             con = results["concurrent"] = bench_concurrent(url, args.clients, args.per_client)

@@ -29,7 +29,8 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).is_file(),
                        reason=f"no Chromium at {CHROMIUM}: `make dev` installs Debian's chromium (or set QA_CHROMIUM)"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -r requirements-dev.txt")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="playwright is not installed: pip install -r requirements-dev.txt")
 
 import ui  # noqa: E402
 from qa import Collection  # noqa: E402

@@ -254,8 +254,8 @@ def test_an_upload_name_cannot_escape_the_corpus_folder(app, client):
     uploaded = httpx.post(app.url + "gradio_api/upload",
                           files={"files": ("../escaped.txt", b"Escape\nTrying to get out.\n", "text/plain")}).json()
     assert Path(uploaded[0]).name == "escaped.txt"
-    report = client.predict([{"path": uploaded[0], "orig_name": "../escaped.txt", "meta": {"_type": "gradio.FileData"}}],
-                            False, api_name="/add_documents")
+    crafted = {"path": uploaded[0], "orig_name": "../escaped.txt", "meta": {"_type": "gradio.FileData"}}
+    report = client.predict([crafted], False, api_name="/add_documents")
     assert report["added"] == ["escaped.txt"] and not outside.exists()
     client.predict("escaped.txt", api_name="/delete_document")
 
@@ -464,7 +464,8 @@ def test_source_viewer_shows_the_whole_document_with_passage_and_sentence_marked
                             {"rank": 2, "start": start, "end": end, "highlight": {"start": hl[0], "end": hl[1]}})
     body = re.sub(r"<mark[^>]*>|</mark>", "", html.split('<div class="qa-doc">', 1)[1].removesuffix("</div>"))
     assert body == text.replace("<", "&lt;").replace(">", "&gt;")
-    assert '<mark class="qa-passage">Cited start. <mark class="qa-sentence">The answer is here.</mark> Cited end.</mark>' in html
+    assert ('<mark class="qa-passage">Cited start. <mark class="qa-sentence">The answer is here.</mark>'
+            " Cited end.</mark>") in html
     assert "passage [2], characters" in html
 
 

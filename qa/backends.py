@@ -157,14 +157,17 @@ class _GraphEmbedder:
             bar = tqdm(total=len(texts), desc="Embedding passages", unit="passage")
         try:
             # A bounded window of batches in flight: the arrays are not all built at once.
+            # The lock is taken per window, so a question's embedding can slip in
+            # between windows of a long indexing run instead of waiting for all of it.
             window = 2 * self.workers
-            with self._lock:
-                for start in range(0, len(rows), window):
-                    group = [_batch(encodings, r) for r in rows[start : start + window]]
-                    for (ids, mask), hidden, r in zip(group, self._run(group), rows[start : start + window]):
-                        out[r] = _mean_pool(hidden, mask)
-                        if bar is not None:
-                            bar.update(len(r))
+            for start in range(0, len(rows), window):
+                group = [_batch(encodings, r) for r in rows[start : start + window]]
+                with self._lock:
+                    hidden = self._run(group)
+                for (_, mask), h, r in zip(group, hidden, rows[start : start + window]):
+                    out[r] = _mean_pool(h, mask)
+                    if bar is not None:
+                        bar.update(len(r))
         finally:
             if bar is not None:
                 bar.close()

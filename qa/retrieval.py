@@ -198,6 +198,9 @@ class Searcher:
     def _dense(self, qv: np.ndarray, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
+        # One query is too small to share out: OpenMP threads only spin and, on a
+        # busy machine, cost ten times the search itself. (Per calling thread.)
+        faiss.omp_set_num_threads(1)
         kwargs = {}
         if mask is not None:
             kwargs["params"] = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(mask).astype("int64")))

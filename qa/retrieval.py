@@ -36,14 +36,17 @@ class SearchParams:
         rrf_k: the RRF constant.
         dense_weight: weight of the dense list (BM25 gets 1 - dense_weight).
         min_relevance: the best passage's cosine similarity to the question must
-            reach this for ``answered`` to be true (calibrated on the seed questions).
+            reach this for ``answered`` to be true. Calibrated with
+            scripts/calibrate_abstention.py: the middle of the gap between the seed
+            questions the corpus cannot answer (best 0.147) and those it can (lowest
+            0.237); see README, "Abstention".
     """
 
-    fusion: str = "rrf"
+    fusion: str = "linear"
     candidates: int = 100
     rrf_k: int = 60
-    dense_weight: float = 0.5
-    min_relevance: float = 0.35
+    dense_weight: float = 0.8
+    min_relevance: float = 0.19
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:

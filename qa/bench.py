@@ -550,34 +550,37 @@ def bench_indexes(
 # -- the report --------------------------------------------------------------------
 
 
-def _cell(value) -> str:
+def _cell(value, fmt: str | None = None) -> str:
     if value is None:
         return "-"
+    if fmt:
+        return format(value, fmt)
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) <= 1 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
-def format_table(rows: Sequence, columns: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table of dataclass rows; ``columns`` are (attribute, heading) pairs."""
-    cells = [[_cell(getattr(r, attr)) for attr, _ in columns] for r in rows]
-    heads = [h for _, h in columns]
+def format_table(rows: Sequence, columns: Sequence[tuple]) -> str:
+    """A Markdown table of dataclass rows; ``columns`` are (attribute, heading[, format spec])."""
+    cells = [[_cell(getattr(r, col[0]), col[2] if len(col) > 2 else None) for col in columns] for r in rows]
+    heads = [col[1] for col in columns]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
     line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
     return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
 
 
 EMBEDDER_COLUMNS = [
-    ("backend", "backend"), ("passages_per_s", "passages/s"), ("tokens_per_s", "tokens/s"), ("speedup", "x torch"),
-    ("query_ms", "query ms"),
-    ("cosine_min", "cos min"), ("cosine_mean", "cos mean"), ("ndcg10", "nDCG@10"), ("top10_overlap", "top-10 overlap"),
+    ("backend", "backend"), ("passages_per_s", "passages/s", ".1f"), ("tokens_per_s", "tokens/s", ".0f"),
+    ("speedup", "x torch", ".2f"), ("query_ms", "query ms", ".2f"), ("cosine_min", "cos min", ".5f"),
+    ("cosine_mean", "cos mean", ".5f"), ("ndcg10", "nDCG@10", ".4f"), ("top10_overlap", "top-10 overlap", ".4f"),
     ("load", "load avg"),
 ]
 INDEX_COLUMNS = [
-    ("n", "N"), ("index", "index"), ("build", "build params"), ("search", "search"), ("recall10", "recall@10"),
-    ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("build_s", "build s"), ("size_mb", "disk MB"),
-    ("rss_mb", "RSS MB"), ("load_s", "load s"), ("save_s", "save s"), ("add_ms", "add doc ms"),
-    ("remove_ms", "remove doc ms"), ("load", "load avg"),
+    ("n", "N"), ("index", "index"), ("build", "build params"), ("search", "search"),
+    ("recall10", "recall@10", ".4f"), ("p50_ms", "p50 ms", ".3f"), ("p95_ms", "p95 ms", ".3f"),
+    ("build_s", "build s", ".1f"), ("size_mb", "disk MB", ".0f"), ("rss_mb", "RSS MB", ".0f"),
+    ("load_s", "load s", ".2f"), ("save_s", "save s", ".2f"), ("add_ms", "add doc ms", ".2f"),
+    ("remove_ms", "remove doc ms", ".2f"), ("load", "load avg"),
 ]
 
 
@@ -613,11 +616,11 @@ def run(
     started = time.strftime("%Y-%m-%d %H:%M")
     data = load_scifact(scifact, max_docs=600 if quick else None, show_progress=show_progress)
     counts = np.asarray(qb.TorchEmbedder().count_wordpieces(data.passages))
-    full_passages = SciFact([p for p, n in zip(data.passages, counts) if n >= 96], [], {}, {})
+    full_passages = [p for p, n in zip(data.passages, counts) if n >= 96]  # near the 128-token budget
     embed_rows = bench_embedders(
         data, backends, throughput_passages=128 if quick else 512, rounds=1 if quick else 2,
         full=quality and not quick,
-        cache_dir=cache_dir, show_progress=show_progress, sample=full_passages.passages,
+        cache_dir=cache_dir, show_progress=show_progress, sample=full_passages,
     )
     embedder = qb.load_embedder("auto", cache_dir=cache_dir)
     base = cached_vectors(embedder, data.passages, cache_dir=cache_dir, show_progress=show_progress)
@@ -633,7 +636,10 @@ def run(
 def report(result: dict) -> str:
     """The run as Markdown: machine, then the two tables."""
     emb = result["embedders"]
-    lengths = f"{emb[0].passages} SciFact passages of ~{emb[0].tokens_per_s / emb[0].passages_per_s:.0f} word pieces" if emb else ""
+    lengths = ""
+    if emb:
+        pieces = emb[0].tokens_per_s / emb[0].passages_per_s
+        lengths = f"{emb[0].passages} SciFact passages of ~{pieces:.0f} word pieces"
     return "\n\n".join([
         f"{result['date']} on {result['machine']}",
         f"Embedding: {lengths}; cosine to {emb[0].backend if emb else '-'} on those passages; nDCG@10 and top-10 "

@@ -210,6 +210,8 @@ def test_bad_upload_shows_why_and_changes_nothing(page, served, tmp_path):
     before = sorted(p.name for p in corpus.iterdir())
     path = tmp_path / "latin1.txt"
     path.write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e".encode("latin-1"))
+    page.reload()  # a fresh page: the upload box must not carry the previous test's state
+    page.wait_for_selector("#qa-question textarea")
     open_tab(page, "Documents")
     page.set_input_files("#qa-upload input[type=file]", str(path))
     page.locator("#qa-upload").get_by_text("latin1.txt").wait_for()

@@ -20,7 +20,6 @@ never copied; vectors are cached under ``.cache/bench``. Run ``python -m qa.benc
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
 import hashlib
 import json
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from qa.beir import ndcg_at
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +81,12 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
     from qa.corpus import Document
     from qa.index import IndexParams
 
-    folder = Path(folder)
-    paths = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"SciFact file not found: {path} (pass --scifact FOLDER)")
     from tokenizers import Tokenizer
 
+    from qa.beir import load_beir, record_text
     from qa.embedding import bundled_model_path
 
+    bench = load_beir(folder)
     counter = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
     counter.no_truncation()
     counter.no_padding()
@@ -98,38 +96,21 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
 
     chunker = Chunker(IndexParams().chunk_params(), count_tokens=count_tiktokens, count_wordpieces=wordpieces)
     passages, docs = [], []
-    with open(paths[0], encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rows = rows[:max_docs] if max_docs else rows
+    rows = bench.records[:max_docs] if max_docs else bench.records
     iterator = rows
     if show_progress:
         from tqdm import tqdm
 
         iterator = tqdm(rows, desc="Chunking SciFact", unit="doc")
     for row in iterator:
-        title, text = (row.get("title") or "").strip(), (row.get("text") or "").strip()
-        doc = Document(str(row["_id"]), title, f"{title}\n{text}" if title else text)
+        doc = Document(str(row["_id"]), (row.get("title") or "").strip(), record_text(row))
         for p in chunker.chunk(doc):
             passages.append(doc.text[p.start : p.end])
             docs.append(doc.doc_id)
-    qrels: dict[str, dict[str, int]] = {}
-    with open(paths[2], encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        next(reader, None)
-        for row in reader:
-            if len(row) >= 3 and int(row[2]) > 0:
-                qrels.setdefault(row[0].strip(), {})[row[1].strip()] = int(row[2])
-    with open(paths[1], encoding="utf-8") as f:
-        all_queries = {str(q["_id"]): q["text"] for q in map(json.loads, filter(str.strip, f))}
-    queries = {q: all_queries[q] for q in qrels if q in all_queries}
-    others = [t for q, t in all_queries.items() if q not in queries]
+    with open(Path(folder) / "queries.jsonl", encoding="utf-8") as f:
+        others = [q["text"] for q in map(json.loads, filter(str.strip, f)) if str(q["_id"]) not in bench.queries]
+    queries, qrels = bench.queries, bench.qrels
     return SciFact(passages, docs, queries, qrels, others)
-
-
-def _ndcg_at_10(ranked: Sequence[str], rels: dict[str, int]) -> float:
-    dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:10]))
-    ideal = sum(r / math.log2(i + 2) for i, r in enumerate(sorted(rels.values(), reverse=True)[:10]))
-    return dcg / ideal if ideal else 0.0
 
 
 def dense_rankings(passage_vectors: np.ndarray, passage_docs: Sequence[str], query_vectors: np.ndarray,
@@ -243,7 +224,7 @@ def bench_embedders(
             pv = cached_vectors(embedder, data.passages, cache_dir=cache_dir, show_progress=show_progress)
             qv = embedder.embed(query_texts)
             rankings = dense_rankings(pv, data.passage_docs, qv)
-            row.ndcg10 = float(np.mean([_ndcg_at_10(r, data.qrels[q]) for q, r in zip(data.queries, rankings)]))
+            row.ndcg10 = float(np.mean([ndcg_at(r, data.qrels[q]) for q, r in zip(data.queries, rankings)]))
             if ref_rankings is None:
                 ref_rankings = rankings
             row.top10_overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rankings, ref_rankings)]))

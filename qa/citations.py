@@ -156,7 +156,7 @@ def render_text(answer: "Answer") -> str:
         if hit.highlight:
             a, b = hit.highlight.start - hit.start, hit.highlight.end - hit.start
             quote = f"{quote[:a]}»{quote[a:b]}«{quote[b:]}"
-        body = "\n".join("   " + line for line in quote.splitlines())
+        body = "\n".join("   " + line if line.strip() else "" for line in quote.splitlines())
         lines.append(f"[{hit.rank}] {body.lstrip()}")
         lines.append(f"    — {hit.title} ({hit.doc_id}, characters {hit.start}–{hit.end}), score {hit.score:.4f}")
         for other in hit.also_in:

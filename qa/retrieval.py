@@ -16,6 +16,7 @@ from qa.index import Index
 from qa.lexical import tokenize
 
 MAX_QUESTION_CHARS = 2000
+FOLLOW_UP_WEIGHT = 0.5  # weight of the previous question's vector in a follow-up's query
 FUSIONS = ("rrf", "linear")
 MODES = ("hybrid", "dense", "bm25")
 
@@ -139,7 +140,11 @@ def previous_questions(history: Sequence | None) -> list[str]:
 
 
 def contextual_query(question: str, history: Sequence | None) -> str:
-    """The text to search for: the question, preceded by the previous one when it refers back."""
+    """The text to search BM25 for: the question, preceded by the previous one when it refers back.
+
+    The dense side embeds the two separately and adds the previous one's vector at
+    FOLLOW_UP_WEIGHT (see ``Searcher.search``).
+    """
     earlier = previous_questions(history)
     if earlier and _REFERRING.search(question):
         return f"{earlier[-1]} {question}"
@@ -304,7 +309,15 @@ class Searcher:
         if len(self.index) == 0:
             return Answer(q, False, [], reason="the index holds no passages")
         query = contextual_query(q, history)
-        qv = self.embedder.embed([query])[0]
+        if query != q:
+            # A follow-up: the question leads and the one before steers. Adding the two
+            # vectors keeps "where" in charge, where embedding the joined text let the
+            # earlier question's subject take over (measured on "Where were they held?").
+            now, before = self.embedder.embed([q, previous_questions(history)[-1]])
+            qv = now + FOLLOW_UP_WEIGHT * before
+            qv = (qv / np.linalg.norm(qv)).astype(np.float32)
+        else:
+            qv = self.embedder.embed([q])[0]
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
         ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask)
         idf = {t: self.index.bm25.idf(t) for t in set(tokenize(q))}

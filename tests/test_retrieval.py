@@ -262,3 +262,14 @@ def test_concurrent_searches_match_sequential_ones(searcher):
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(lambda q: searcher.search(q).to_dict(), questions))
     assert parallel == sequential
+
+
+def test_follow_up_finds_the_passage_that_answers_it_in_the_same_report(searcher):
+    """Regression: embedding "Why were 17 soldiers imprisoned? Where were they held?" as one
+    text ranked the passage about the imprisonment first, not the one naming the place."""
+    first = "Why were 17 soldiers imprisoned?"
+    answer = searcher.search("Where were they held?", k=3, history=[first])
+    top = answer.passages[0]
+    assert top.doc_id == "003_5b9c610a72473fdf.txt"
+    assert "Alchevsk" in top.quote
+    assert answer.answered

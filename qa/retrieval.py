@@ -36,6 +36,11 @@ class SearchParams:
         candidates: depth of each list before fusion.
         rrf_k: the RRF constant.
         dense_weight: weight of the dense list (BM25 gets 1 - dense_weight).
+        sentence_weight: in hybrid search, the best ``rescore_depth`` fused passages
+            gain this times the cosine of their closest sentence to the question (a
+            passage is as good as its best sentence); scores are then divided by
+            1 + sentence_weight to stay at most 1.
+        rescore_depth: how many fused passages are re-scored that way.
         min_relevance: the best passage's cosine similarity to the question must
             reach this for ``answered`` to be true. Calibrated with
             scripts/calibrate_abstention.py: the middle of the gap between the seed
@@ -47,6 +52,8 @@ class SearchParams:
     candidates: int = 100
     rrf_k: int = 60
     dense_weight: float = 0.8
+    sentence_weight: float = 0.5
+    rescore_depth: int = 30
     min_relevance: float = 0.19
 
     def __post_init__(self):
@@ -255,7 +262,16 @@ class Searcher:
             fused = dict(zip(map(int, bm_ids), map(float, bm_scores)))
         else:
             fused = self._fuse(dense_ids, dense_scores, bm_ids, bm_scores)
+            if self.params.sentence_weight:
+                self._rescore_by_sentence(fused, qv)
         return sorted(fused, key=lambda i: (-fused[i], i)), fused, cosine
+
+    def _rescore_by_sentence(self, fused: dict[int, float], qv: np.ndarray) -> None:
+        w, scale = self.params.sentence_weight, 1.0 + self.params.sentence_weight
+        top = sorted(fused, key=lambda i: (-fused[i], i))[: self.params.rescore_depth]
+        best = {i: float((self.index.sentence_vectors_of(i) @ qv).max()) for i in top}
+        for i in fused:
+            fused[i] = (fused[i] + w * best.get(i, 0.0)) / scale
 
     def rank(
         self, query: str, *, mode: str = "hybrid", depth: int | None = None, doc_ids: Sequence[str] | None = None

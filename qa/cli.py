@@ -193,10 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_quality)
+
+    p = sub.add_parser("bench", add_help=False,
+                       help="speed of embedder backends and vector indexes (python -m qa bench --help)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its options are qa.bench's own
+        from qa import bench
+
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -16,6 +16,10 @@ Span = tuple[int, int]
 
 # A single line break ends a sentence (headlines, bylines, bullets, datelines have
 # no full stop) unless the next line starts in lower case: a hard-wrapped sentence.
+# Bumped whenever the same text and parameters would give other passages, so that
+# indexes built by an older chunker are rebuilt rather than mixed with new passages.
+CHUNKING_VERSION = 2
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _WORD = re.compile(r"\S+")
 

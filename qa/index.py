@@ -31,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from qa.chunking import Chunker, ChunkParams, Passage, count_tiktokens
+from qa.chunking import CHUNKING_VERSION, Chunker, ChunkParams, Passage, count_tiktokens
 from qa.corpus import Document, DocumentError, content_hash, corpus_files, read_document
 from qa.embedding import MAX_SEQ_LENGTH, Embedder
 from qa.lexical import BM25, tokenize
@@ -323,6 +323,9 @@ def compatibility(manifest: dict, embedder: Embedder, params: IndexParams) -> st
         return f"it was built with another model ({model.get('name')}, sha256 {str(model.get('sha256'))[:12]})"
     if manifest.get("params") != asdict(params):
         return f"its passage parameters {manifest.get('params')} differ from {asdict(params)}"
+    built_with = manifest.get("chunking", {}).get("version")
+    if built_with != CHUNKING_VERSION:
+        return f"its passages were cut by chunker version {built_with}, this is version {CHUNKING_VERSION}"
     return None
 
 
@@ -466,7 +469,8 @@ def _assemble(docs, passages, blocks, sent_blocks, stats, skipped, embedder, par
         "model": {"name": embedder.name, "sha256": embedder.sha256, "dim": embedder.dim,
                   "max_seq_length": MAX_SEQ_LENGTH},
         "params": asdict(params),
-        "chunking": {"sentence_splitter": "blingfire + line breaks", "tokenizer": "tiktoken cl100k_base",
+        "chunking": {"version": CHUNKING_VERSION, "sentence_splitter": "blingfire + line breaks",
+                     "tokenizer": "tiktoken cl100k_base",
                      **asdict(params.chunk_params())},
         "vectors": {"type": "IndexFlatIP", "metric": "inner_product", "normalized": True},
         "sentence_vectors": {"file": "sentences.npy", "dtype": "float16",

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import KNOWN_QUESTIONS, leftovers, snapshot
 
+from qa.chunking import CHUNKING_VERSION
 from qa.corpus import content_hash
 from qa.embedding import MODEL_NAME, MODEL_SHA256
 from qa.index import (
@@ -432,3 +433,18 @@ def test_second_writer_is_refused_and_changes_nothing(built, embedder):
     with write_lock(index_dir), pytest.raises(IndexBusyError, match="being updated by another process"):
         update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert snapshot(index_dir) == before
+
+
+def test_an_index_cut_by_another_chunker_version_is_rebuilt(built, embedder, embed_spy):
+    """Regression: a chunking change kept reusing the old passages of unchanged documents,
+    mixing two chunkers in one index. The manifest now records the chunker's version."""
+    corpus, index_dir = built
+    manifest_path = index_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["chunking"]["version"] = 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert "chunker version 1" in compatibility(manifest, embedder, IndexParams())
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert report.rebuilt and "chunker version 1" in report.rebuilt
+    assert report.embedded == len(index) > 0
+    assert json.loads(manifest_path.read_text(encoding="utf-8"))["chunking"]["version"] == CHUNKING_VERSION

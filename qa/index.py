@@ -467,7 +467,7 @@ def _assemble(docs, passages, blocks, sent_blocks, stats, skipped, embedder, par
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": {"name": embedder.name, "sha256": embedder.sha256, "dim": embedder.dim,
-                  "max_seq_length": MAX_SEQ_LENGTH},
+                  "max_seq_length": MAX_SEQ_LENGTH, "backend": getattr(embedder, "backend", "torch")},
         "params": asdict(params),
         "chunking": {"version": CHUNKING_VERSION, "sentence_splitter": "blingfire + line breaks",
                      "tokenizer": "tiktoken cl100k_base",

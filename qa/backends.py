@@ -145,8 +145,45 @@ class _GraphEmbedder:
     def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+
+        def take(rows, hidden, mask, encodings):
+            out[rows] = _mean_pool(hidden, mask)
+
+        self._each_batch(texts, take, show_progress=show_progress)
+        return out
+
+    def embed_passages(
+        self, texts: Sequence[str], sentence_spans: Sequence[Sequence[tuple[int, int]]], *,
+        show_progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Passage vectors and a vector per sentence from the same pass; see ``Embedder.embed_passages``."""
+        if len(texts) != len(sentence_spans):
+            raise ValueError("one list of sentence spans is needed per text")
+        first = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in sentence_spans], out=first[1:])
+        passages = np.zeros((len(texts), self.dim), dtype=np.float32)
+        sentences = np.zeros((int(first[-1]), self.dim), dtype=np.float32)
+
+        def take(rows, hidden, mask, encodings):
+            passages[rows] = _mean_pool(hidden, mask)
+            for r, i in enumerate(rows):
+                n = int(mask[r].sum())
+                tokens = hidden[r, :n].astype(np.float32)
+                offsets = np.asarray(encodings[i].offsets[:n], dtype=np.int64).reshape(-1, 2)
+                real = offsets[:, 1] > offsets[:, 0]
+                for j, (a, b) in enumerate(sentence_spans[i]):
+                    inside = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
+                    if inside.any():
+                        v = tokens[inside].mean(axis=0)
+                        sentences[first[i] + j] = v / max(float(np.linalg.norm(v)), 1e-12)
+
+        self._each_batch(texts, take, show_progress=show_progress)
+        return passages, sentences
+
+    def _each_batch(self, texts: Sequence[str], take, *, show_progress: bool) -> None:
+        """Run the model over texts; ``take(rows, hidden, mask, encodings)`` gets each batch."""
         if not texts:
-            return out
+            return
         encodings = self._tokenizer.encode_batch(list(texts))
         # Similar lengths share a batch, so little compute goes to padding.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
@@ -166,13 +203,12 @@ class _GraphEmbedder:
                 with self._lock:
                     hidden = self._run(group)
                 for (_, mask), h, r in zip(group, hidden, rows[start : start + window]):
-                    out[r] = _mean_pool(h, mask)
+                    take(r, h, mask, encodings)
                     if bar is not None:
                         bar.update(len(r))
         finally:
             if bar is not None:
                 bar.close()
-        return out
 
     def _run(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         raise NotImplementedError

@@ -54,6 +54,25 @@ def test_onnx_matches_torch_in_the_given_order(cache_dir, torch_vectors):
     assert embedder.embed([]).shape == (0, 384)
 
 
+@pytest.mark.parametrize("name", ["onnx", "openvino"])
+def test_passage_and_sentence_vectors_match_torch(cache_dir, name):
+    """embed_passages pools each sentence from the same pass, as the torch Embedder does."""
+    if name == "openvino":
+        pytest.importorskip("openvino")
+    texts = ["Seventeen servicemen were imprisoned. They asked why. He was locked up.", "One sentence only."]
+    parts = [["Seventeen servicemen were imprisoned.", "They asked why.", "He was locked up."], ["One sentence only."]]
+    spans = [[(t.index(p), t.index(p) + len(p)) for p in ps] for t, ps in zip(texts, parts)]
+    embedder = open_backend(name, cache_dir=cache_dir, batch_size=1)
+    passages, sentences = embedder.embed_passages(texts, spans)
+    ref_passages, ref_sentences = default_embedder().embed_passages(texts, spans)
+    assert passages.shape == (2, 384) and sentences.shape == (4, 384)
+    assert np.min(np.sum(passages * ref_passages, axis=1)) >= backends.MIN_COSINE
+    assert np.min(np.sum(sentences * ref_sentences, axis=1)) >= 0.999
+    np.testing.assert_allclose(passages, embedder.embed(texts), atol=1e-5)
+    with pytest.raises(ValueError, match="one list of sentence spans"):
+        embedder.embed_passages(texts, spans[:1])
+
+
 def test_openvino_matches_torch(cache_dir, torch_vectors):
     pytest.importorskip("openvino")
     embedder = open_backend("openvino", cache_dir=cache_dir)

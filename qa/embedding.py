@@ -167,7 +167,20 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
 
 
+BACKEND_ENV = "QA_BACKEND"
+
+
 @lru_cache(maxsize=1)
 def default_embedder() -> Embedder:
-    """One embedder per process: the model is loaded once."""
+    """One embedder per process: the model is loaded once.
+
+    Torch (sentence-transformers) unless the environment variable QA_BACKEND names
+    a faster backend of ``qa.backends`` ("auto", "openvino", "onnx"; they need
+    requirements-fast.txt), which falls back to torch when it cannot load.
+    """
+    choice = os.environ.get(BACKEND_ENV, "").strip()
+    if choice and choice != "torch":
+        from qa.backends import load_embedder
+
+        return load_embedder(choice)
     return Embedder()

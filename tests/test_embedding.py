@@ -85,3 +85,16 @@ def test_count_wordpieces_excludes_special_tokens_and_never_truncates(embedder):
 
 def test_model_uses_the_full_sequence_length(embedder):
     assert embedder.model.max_seq_length == MAX_SEQ_LENGTH == 256
+
+
+def test_qa_backend_chooses_the_embedder(monkeypatch):
+    from qa.embedding import BACKEND_ENV, Embedder, default_embedder
+
+    choose = default_embedder.__wrapped__  # the cached one stays the session's torch embedder
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert type(choose()) is Embedder
+    monkeypatch.delenv(BACKEND_ENV)
+    assert type(choose()) is Embedder
+    monkeypatch.setenv(BACKEND_ENV, "tensorrt")
+    with pytest.raises(ValueError, match="choose from"):
+        choose()

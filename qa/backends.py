@@ -34,7 +34,15 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.embedding import MAX_SEQ_LENGTH, MODEL_NAME, Embedder, bundled_model_path, check_weights, file_sha256
+from qa.embedding import (
+    MAX_SEQ_LENGTH,
+    MODEL_NAME,
+    Embedder,
+    WordPieces,
+    bundled_model_path,
+    check_weights,
+    file_sha256,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +111,7 @@ class TorchEmbedder(Embedder):
 # -- ONNX-shaped backends -----------------------------------------------------------
 
 
-class _GraphEmbedder:
+class _GraphEmbedder(WordPieces):
     """Tokenization, length-sorted batching and mean pooling shared by the ONNX-graph backends.
 
     Batches go to ``workers`` single-threaded inference streams at once (one per
@@ -112,7 +120,6 @@ class _GraphEmbedder:
     ``backend`` and implement ``_run`` (batches in, last hidden states out).
     """
 
-    name = MODEL_NAME
     backend = ""
 
     def __init__(self, model_dir: Path, sha256: str, *, batch_size: int = 16, workers: int | None = None):
@@ -124,23 +131,11 @@ class _GraphEmbedder:
         self.workers = workers or _threads()
         self.probe_cosine: float | None = None
         self._lock = threading.Lock()
-        self._counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._counter.no_truncation()
-        self._counter.no_padding()
+        self._open_counter(model_dir)
         # The same cut as sentence-transformers' max_seq_length: [CLS] and [SEP] included.
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
         self._tokenizer.no_padding()
-
-    @property
-    def dim(self) -> int:
-        return 384
-
-    def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
-        """Word pieces of each text, without [CLS] and [SEP]."""
-        if not texts:
-            return []
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given."""

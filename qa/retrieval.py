@@ -172,16 +172,17 @@ class Searcher:
         """Vectors of sentences embedded on their own (cached): for comparing statements across documents."""
         text = self.index.documents[doc_id].text
         with self._cache_lock:
-            missing = [s for s in spans if (doc_id, *s) not in self._sentence_cache]
+            found = {s: self._sentence_cache.get((doc_id, *s)) for s in spans}
+        missing = [s for s, v in found.items() if v is None]
         if missing:
-            fresh = self.embedder.embed([text[a:b] for a, b in missing])
+            # Kept in hand as well as in the cache: another thread may evict it first.
+            found.update(zip(missing, self.embedder.embed([text[a:b] for a, b in missing])))
             with self._cache_lock:
-                for span, v in zip(missing, fresh):
-                    self._sentence_cache[(doc_id, *span)] = v
+                for span in missing:
+                    self._sentence_cache[(doc_id, *span)] = found[span]
                 while len(self._sentence_cache) > 4096:
                     self._sentence_cache.popitem(last=False)
-        with self._cache_lock:
-            return np.stack([self._sentence_cache.get((doc_id, *s)) for s in spans])
+        return np.stack([found[s] for s in spans])
 
     def _corroboration(self, kept: "Hit", candidate: "Hit", sentences: list[tuple[int, int]]) -> tuple[int, int] | None:
         """The sentence of ``candidate`` that says what ``kept``'s answer sentence says, if any."""

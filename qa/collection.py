@@ -93,13 +93,7 @@ class Collection:
     def update(self, *, show_progress: bool | None = None) -> UpdateReport:
         """Bring the index up to date with the corpus folder (incremental)."""
         with self._write:
-            index, report = update_index(
-                self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params,
-                show_progress=self.show_progress if show_progress is None else show_progress,
-            )
-            self._searcher = Searcher(index, self.embedder, self.search_params)
-            self.last_report = report
-            return report
+            return self._update_locked(show_progress)
 
     @property
     def index(self) -> Index:
@@ -196,10 +190,10 @@ class Collection:
                 self._restore(backup)
                 raise
 
-    def _update_locked(self) -> UpdateReport:
+    def _update_locked(self, show_progress: bool | None = None) -> UpdateReport:
         index, report = update_index(
             self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params,
-            show_progress=self.show_progress,
+            show_progress=self.show_progress if show_progress is None else show_progress,
         )
         self._searcher = Searcher(index, self.embedder, self.search_params)
         self.last_report = report

@@ -11,7 +11,9 @@ from typing import Iterable, Sequence
 
 from qa.corpus import MAX_DOCUMENT_BYTES, Document, DocumentError, decode_document, safe_doc_id
 from qa.embedding import Embedder, default_embedder
-from qa.index import Index, IndexFormatError, IndexParams, UpdateReport, compatibility, corpus_changes, update_index
+from qa.index import (
+    Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
+)
 from qa.retrieval import Answer, Searcher, SearchParams
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Collection:
         index_dir: where the index lives.
         embedder: the embedding model (default: one shared per process).
         index_params: passage parameters; an index built otherwise is rebuilt.
+        layout: how the index is split into segments and searched (qa.index.Layout).
         search_params: fusion and abstention settings.
         show_progress: progress bars while embedding.
     """
@@ -49,6 +52,7 @@ class Collection:
         *,
         embedder: Embedder | None = None,
         index_params: IndexParams | None = None,
+        layout: Layout | None = None,
         search_params: SearchParams | None = None,
         show_progress: bool = True,
     ):
@@ -56,6 +60,7 @@ class Collection:
         self.index_dir = Path(index_dir)
         self.embedder = embedder or default_embedder()
         self.index_params = index_params or IndexParams()
+        self.layout = layout or Layout()
         self.search_params = search_params or SearchParams()
         self.show_progress = show_progress
         self._write = threading.Lock()
@@ -88,7 +93,7 @@ class Collection:
         why = compatibility(index.manifest, self.embedder, self.index_params)
         if why:
             return [why]
-        return corpus_changes(index.manifest, self.corpus_dir)
+        return corpus_changes(index, self.corpus_dir)
 
     def update(self, *, show_progress: bool | None = None) -> UpdateReport:
         """Bring the index up to date with the corpus folder (incremental)."""
@@ -166,7 +171,7 @@ class Collection:
         with self._write:
             backups = self._write_files(checked)
             try:
-                return self._update_locked()
+                return self._update_locked(only=[doc_id for doc_id, _ in checked])
             except BaseException:
                 self._restore(backups)
                 raise
@@ -185,14 +190,14 @@ class Collection:
             backup = {doc_id: path.read_bytes()}
             path.unlink()
             try:
-                return self._update_locked()
+                return self._update_locked(only=[doc_id])
             except BaseException:
                 self._restore(backup)
                 raise
 
-    def _update_locked(self, show_progress: bool | None = None) -> UpdateReport:
+    def _update_locked(self, show_progress: bool | None = None, only: list[str] | None = None) -> UpdateReport:
         index, report = update_index(
-            self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params,
+            self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params, layout=self.layout, only=only,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
         self._searcher = Searcher(index, self.embedder, self.search_params)

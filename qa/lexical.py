@@ -1,17 +1,29 @@
-"""Lexical side: the tokenizer shared by BM25 and highlighting, and BM25 itself (bm25s)."""
+"""Lexical side: the tokenizer shared by BM25 and highlighting, and BM25 over index segments.
+
+BM25 here keeps raw term frequencies and passage lengths (``Postings``), one set per
+index segment, and computes idf and the average passage length over all segments at
+query time. Adding a segment therefore never changes another one's files, and the
+scores equal those of one index built over every passage at once. The formula is
+bm25s's Lucene variant (k1 1.5, b 0.75), which this module reproduces exactly; bm25s
+itself bakes each index's statistics into its stored scores, so it cannot grow.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+K1 = 1.5
+B = 0.75
 
 
 @lru_cache(maxsize=1)
@@ -40,44 +52,166 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
-class BM25:
-    """BM25 (bm25s, Lucene variant) over passages, saved as bm25s's own .npy/.json files."""
+class Postings:
+    """Term frequencies of one segment's passages, by term: rows and counts of each term.
 
-    def __init__(self, retriever):
-        self._retriever = retriever
+    Args:
+        terms: the vocabulary, sorted.
+        indptr: term ``i``'s postings are ``rows[indptr[i]:indptr[i + 1]]`` (int64).
+        rows: passage rows, ascending within a term (int32).
+        tf: how often the term occurs in that passage (uint16).
+        lengths: tokens per passage (int32).
+    """
+
+    FILES = ("terms.json", "indptr.npy", "rows.npy", "tf.npy", "lengths.npy")
+
+    def __init__(self, terms: list[str], indptr: np.ndarray, rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray):
+        self.terms = terms
+        self.indptr = indptr
+        self.rows = rows
+        self.tf = tf
+        self.lengths = lengths
+        self.term_ids = {t: i for i, t in enumerate(terms)}
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
     @classmethod
-    def build(cls, token_lists: list[list[str]]) -> "BM25":
-        import bm25s
+    def build(cls, token_lists: Sequence[list[str]]) -> "Postings":
+        n = len(token_lists)
+        terms = sorted({t for tokens in token_lists for t in tokens})
+        ids = {t: i for i, t in enumerate(terms)}
+        lengths = np.fromiter((len(tokens) for tokens in token_lists), dtype=np.int32, count=n)
+        term_of = np.fromiter((ids[t] for tokens in token_lists for t in tokens), dtype=np.int64, count=int(lengths.sum()))
+        row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        keys, tf = np.unique(term_of * max(n, 1) + row_of, return_counts=True)
+        return cls._from_sorted_keys(terms, keys // max(n, 1), keys % max(n, 1), tf, lengths)
 
-        retriever = bm25s.BM25()
-        # An empty passage list still needs a valid (empty) model to save and load.
-        retriever.index(token_lists or [[""]], show_progress=False)
-        return cls(retriever)
+    @classmethod
+    def _from_sorted_keys(cls, terms, term_of, rows, tf, lengths) -> "Postings":
+        indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_of, minlength=len(terms)), out=indptr[1:])
+        return cls(terms, indptr, rows.astype(np.int32), np.minimum(tf, 65535).astype(np.uint16),
+                   np.asarray(lengths, dtype=np.int32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[tuple["Postings", np.ndarray, np.ndarray]], n: int) -> "Postings":
+        """Postings of ``n`` rows gathered from parts: row ``src[j]`` of a part becomes row ``dst[j]``.
+
+        Args:
+            parts: (postings, source rows, destination rows) triples; every
+                destination row 0 .. n-1 is given exactly once over all parts.
+            n: rows of the result.
+        """
+        terms = sorted(set().union(*(p.terms for p, _, _ in parts))) if parts else []
+        ids = {t: i for i, t in enumerate(terms)}
+        term_blocks, row_blocks, tf_blocks = [], [], []
+        lengths = np.zeros(n, dtype=np.int32)
+        for postings, src, dst in parts:
+            src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+            remap = np.fromiter((ids[t] for t in postings.terms), dtype=np.int64, count=len(postings.terms))
+            renumber = np.full(len(postings), -1, dtype=np.int64)
+            renumber[src] = dst
+            rows = renumber[np.asarray(postings.rows, dtype=np.int64)]
+            alive = rows >= 0
+            term_blocks.append(np.repeat(remap, np.diff(postings.indptr))[alive])
+            row_blocks.append(rows[alive])
+            tf_blocks.append(np.asarray(postings.tf)[alive])
+            lengths[dst] = np.asarray(postings.lengths)[src]
+        if not term_blocks:
+            return cls(terms, np.zeros(1, dtype=np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint16), lengths)
+        term_of, rows = np.concatenate(term_blocks), np.concatenate(row_blocks)
+        order = np.lexsort((rows, term_of))
+        return cls._from_sorted_keys(terms, term_of[order], rows[order], np.concatenate(tf_blocks)[order], lengths)
+
+    def df(self, term: str) -> int:
+        i = self.term_ids.get(term)
+        return 0 if i is None else int(self.indptr[i + 1] - self.indptr[i])
+
+    def column(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, term frequencies) of a term, or None when no passage has it."""
+        i = self.term_ids.get(term)
+        if i is None:
+            return None
+        lo, hi = self.indptr[i], self.indptr[i + 1]
+        return self.rows[lo:hi], self.tf[lo:hi]
 
     def save(self, folder: Path) -> None:
-        self._retriever.save(str(folder), show_progress=False)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "terms.json").write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        for name, array in (("indptr", self.indptr), ("rows", self.rows), ("tf", self.tf), ("lengths", self.lengths)):
+            np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
     @classmethod
-    def load(cls, folder: Path) -> "BM25":
-        import bm25s
+    def load(cls, folder: Path, *, mmap: bool = True) -> "Postings":
+        mode = "r" if mmap else None
+        arrays = [np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+                  for name in ("indptr", "rows", "tf", "lengths")]
+        terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
+        if len(arrays[0]) != len(terms) + 1 or len(arrays[1]) != len(arrays[2]) or arrays[0][-1] != len(arrays[1]):
+            raise ValueError(f"{folder}: postings arrays do not fit together")
+        return cls(terms, *arrays)
 
-        return cls(bm25s.BM25.load(str(folder), show_progress=False, mmap=False))
 
-    def scores(self, query_tokens: list[str]) -> np.ndarray:
-        """BM25 score of every passage, in passage order (zeros where no token matches)."""
-        known = [t for t in query_tokens if t in self._retriever.vocab_dict]
-        n = self._retriever.scores["num_docs"]
-        if not known:
-            return np.zeros(n, dtype=np.float32)
-        return np.asarray(self._retriever.get_scores(known), dtype=np.float32)
+class BM25:
+    """BM25 over the rows of several Postings, numbered on one after another.
+
+    Statistics (passage count, document frequencies, average length) are summed over
+    every part, so the scores are those of one index over all their rows.
+    """
+
+    def __init__(self, parts: Sequence[Postings]):
+        self.parts = list(parts)
+        self.offsets = np.zeros(len(self.parts) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in self.parts], out=self.offsets[1:])
+        self.n = int(self.offsets[-1])
+        total = sum(int(np.asarray(p.lengths, dtype=np.int64).sum()) for p in self.parts)
+        self.avg_length = total / self.n if self.n else 0.0
+
+    @classmethod
+    def build(cls, token_lists: Sequence[list[str]]) -> "BM25":
+        return cls([Postings.build(token_lists)])
 
     def idf(self, token: str) -> float:
-        """Robertson-Sparck Jones idf of a token over the passages (0 when unseen)."""
-        tid = self._retriever.vocab_dict.get(token)
-        if tid is None:
+        """Lucene's idf of a token over all rows (0 when no passage has it)."""
+        df = sum(p.df(token) for p in self.parts)
+        if not df:
             return 0.0
-        indptr = self._retriever.scores["indptr"]
-        df = int(indptr[tid + 1] - indptr[tid])
-        n = self._retriever.scores["num_docs"]
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return float(np.log(1 + (self.n - df + 0.5) / (df + 0.5)))
+
+    def _accumulate(self, query_tokens: Sequence[str]) -> np.ndarray:
+        scores = np.zeros(self.n, dtype=np.float32)
+        # A repeated query word counts again, as in bm25s.
+        for token in query_tokens:
+            idf = self.idf(token)
+            if not idf:
+                continue
+            for offset, part in zip(self.offsets, self.parts):
+                found = part.column(token)
+                if found is None:
+                    continue
+                rows, tf = found
+                tf = tf.astype(np.float32)
+                norm = K1 * ((1 - B) + B * np.asarray(part.lengths)[rows] / self.avg_length)
+                scores[offset + rows] += (idf * tf / (norm + tf)).astype(np.float32)
+        return scores
+
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every row, in order (zeros where no token matches)."""
+        return self._accumulate(query_tokens)
+
+    def top(self, query_tokens: Sequence[str], depth: int, allowed: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``depth`` best rows with a positive score, best first, among ``allowed`` (a bool mask).
+
+        Returns:
+            (rows, scores), both arrays, best first; ties keep row order.
+        """
+        scores = self._accumulate(query_tokens)
+        found = np.flatnonzero(scores)
+        if allowed is not None:
+            found = found[allowed[found]]
+        if len(found) > depth:
+            found = np.sort(found[np.argpartition(-scores[found], depth - 1)[:depth]])
+        order = found[np.argsort(-scores[found], kind="stable")]
+        return order, scores[order]

@@ -217,22 +217,10 @@ class Searcher:
         # One query is too small to share out: OpenMP threads only spin and, on a
         # busy machine, cost ten times the search itself. (Per calling thread.)
         faiss.omp_set_num_threads(1)
-        kwargs = {}
-        if mask is not None:
-            kwargs["params"] = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(mask).astype("int64")))
-        scores, ids = self.index.vectors.search(qv[None, :], depth, **kwargs)
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+        return self.index.dense_top(qv, depth, mask)
 
     def _lexical(self, tokens: list[str], depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.index.bm25.scores(tokens)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        positive = np.flatnonzero(scores > 0)
-        if len(positive) > depth:
-            positive = positive[np.argpartition(-scores[positive], depth - 1)[:depth]]
-        order = positive[np.argsort(-scores[positive], kind="stable")]
-        return order, scores[order]
+        return self.index.lexical_top(tokens, depth, mask)
 
     def _fuse(self, dense_ids, dense_scores, bm_ids, bm_scores) -> dict[int, float]:
         p, w = self.params, self.params.dense_weight
@@ -337,7 +325,7 @@ class Searcher:
             qv = self.embedder.embed([q])[0]
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
         ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask)
-        idf = {t: self.index.bm25.idf(t) for t in set(tokenize(q))}
+        idf = {t: self.index.idf(t) for t in set(tokenize(q))}
         expects = answer_type(q)
 
         hits: list[Hit] = []

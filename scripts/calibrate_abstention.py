@@ -32,9 +32,7 @@ from qa.retrieval import SearchParams  # noqa: E402
 
 
 def best_cosines(index, embedder, questions: list[str]) -> np.ndarray:
-    vectors = embedder.embed(questions)
-    scores, _ = index.vectors.search(vectors, 1)
-    return scores[:, 0]
+    return np.array([index.dense_top(v, 1)[1][0] for v in embedder.embed(questions)])
 
 
 def describe(name: str, values: np.ndarray) -> str:

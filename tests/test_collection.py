@@ -12,7 +12,7 @@ import qa.collection
 from qa.collection import Collection, DocumentInfo
 from qa.corpus import MAX_DOCUMENT_BYTES, DocumentError
 from qa.embedding import MODEL_SHA256
-from qa.index import Index, IndexParams
+from qa.index import Index, IndexParams, Layout
 
 NEW_DOC = (
     b"Ceasefire talks resume\n\n"
@@ -99,13 +99,34 @@ def test_open_rebuilds_when_the_parameters_differ(built, embedder, embed_spy):
     assert Index.load(index_dir).manifest["params"] == asdict(params)
 
 
-def test_open_recovers_an_index_set_aside_by_a_crash_without_re_embedding(built, embedder, embed_spy):
-    corpus, index_dir = built
-    index_dir.rename(index_dir.parent / ".index.old")
-    spy = embed_spy
-    col = collection(corpus, index_dir, embedder).open()
-    assert spy.texts == [] and col.last_report is None
-    assert len(col.index) > 0 and leftovers(index_dir) == []
+def test_open_resumes_a_build_that_was_interrupted_without_re_embedding_what_was_done(
+        tmp_path, corpus_copy, embedder, embed_spy, monkeypatch):
+    index_dir = tmp_path / "index"
+    layout = Layout(batch_passages=8, merge_below=0)
+    real = embedder.embed_passages
+    calls = []
+
+    def dies_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embedder, "embed_passages", dies_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        collection(corpus_copy, index_dir, embedder, layout=layout).open()
+    monkeypatch.undo()
+    partial = Index.load(index_dir)
+    assert 0 < len(partial.documents) < 5
+    done = set(partial.documents)
+    embed_spy.reset()
+    col = collection(corpus_copy, index_dir, embedder, layout=layout).open()
+    assert sorted(col.last_report.added) == sorted(set(col.index.documents) - done)
+    assert all(not t.endswith(partial.quote(i)) or partial.passages[i].doc_id not in done
+               for t in embed_spy.texts for i in range(len(partial)))
+    assert len(col.index.documents) == 5 and leftovers(index_dir) == []
+    keys = [(p.doc_id, p.start, p.end) for p in col.index.passages]
+    assert len(keys) == len(set(keys))  # no passage twice
 
 
 def test_missing_corpus_folder_is_a_clear_error_and_writes_nothing(tmp_path, embedder):

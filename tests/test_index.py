@@ -28,10 +28,11 @@ from qa.index import (
     update_index,
     write_lock,
 )
-from qa.lexical import BM25, tokenize
+from qa.lexical import Postings, tokenize
 from qa.retrieval import Searcher
 
-FILES = ["manifest.json", "documents.jsonl", "passages.jsonl", "vectors.faiss", "bm25"]
+SEGMENT_FILES = ["segment.json", "documents.jsonl", "passages.npy", "sentence_rows.npy", "sentence_spans.npy",
+                 "vectors.npy", "sentences.npy", "bm25"]
 NEW_DOC = (
     "Ceasefire talks resume\n\n"
     "Negotiators met in Istanbul on Tuesday to resume the ceasefire talks. "
@@ -58,13 +59,11 @@ def assert_same_index(a: Index, b: Index, embedder) -> None:
     assert a.passages == b.passages
     assert {d: doc.text for d, doc in a.documents.items()} == {d: doc.text for d, doc in b.documents.items()}
     np.testing.assert_allclose(all_vectors(a), all_vectors(b), atol=1e-5)
-    # any per-sentence vectors the index keeps (stored as float16) must match too
-    sa, sb = getattr(a, "sentence_vectors", None), getattr(b, "sentence_vectors", None)
-    if sa is not None or sb is not None:
-        np.testing.assert_allclose(np.asarray(sa, np.float32), np.asarray(sb, np.float32), atol=2e-3)
-    assert a.manifest["documents"].keys() == b.manifest["documents"].keys()
-    for d in a.manifest["documents"]:
-        assert a.manifest["documents"][d]["sha256"] == b.manifest["documents"][d]["sha256"]
+    # the per-sentence vectors (stored as float16) must match too
+    np.testing.assert_allclose(a.sentence_vectors_of(0, len(a)), b.sentence_vectors_of(0, len(b)), atol=2e-3)
+    assert a.entries.keys() == b.entries.keys()
+    for d in a.entries:
+        assert a.entries[d]["sha256"] == b.entries[d]["sha256"]
     assert results(a, embedder) == results(b, embedder)
 
 
@@ -80,26 +79,46 @@ def fresh_build(tmp_path: Path, corpus: Path, embedder) -> Index:
 # -- the saved folder ----------------------------------------------------------------------
 
 
-def test_saved_index_is_a_folder_of_named_files(seed_build):
+def segment_dirs(index_dir: Path) -> list[Path]:
+    names = [s["name"] for s in json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))["segments"]]
+    return [index_dir / "segments" / n for n in names]
+
+
+def test_saved_index_is_a_manifest_and_a_folder_of_named_files_per_segment(seed_build):
     _, index_dir = seed_build
-    for name in FILES:
-        assert (index_dir / name).exists(), name
-    assert (index_dir / "bm25").is_dir() and any((index_dir / "bm25").iterdir())
+    assert (index_dir / "manifest.json").is_file()
+    [segment] = segment_dirs(index_dir)  # a small index is one segment
+    for name in SEGMENT_FILES:
+        assert (segment / name).exists(), name
+    assert not (segment / "ann.faiss").exists()  # small: searched exactly
+    for name in Postings.FILES:
+        assert (segment / "bm25" / name).is_file(), name
 
 
-def test_manifest_records_version_model_params_and_document_hashes(seed_build):
+def test_manifest_records_version_model_params_segments_and_counts(seed_build):
     corpus, index_dir = seed_build
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"]["name"] == MODEL_NAME and manifest["model"]["sha256"] == MODEL_SHA256
+    assert manifest["model"]["backend"]
     assert manifest["params"] == asdict(IndexParams())
+    [segment] = manifest["segments"]
+    meta = json.loads((index_dir / "segments" / segment["name"] / "segment.json").read_text(encoding="utf-8"))
     files = sorted(p.name for p in corpus.iterdir())
-    assert sorted(manifest["documents"]) == files
+    assert manifest["counts"] == {"documents": len(files), "passages": meta["passages"]}
+    assert segment["deleted"] == [] and segment["ann"] is None and meta["ann"] is None
+
+
+def test_documents_are_recorded_with_their_hashes_sizes_and_mtimes(seed_build, seed_index):
+    corpus, _ = seed_build
+    files = sorted(p.name for p in corpus.iterdir())
+    assert sorted(seed_index.entries) == files
     for name in files:
+        st = (corpus / name).stat()
         text = (corpus / name).read_bytes().decode("utf-8").removeprefix("\ufeff")
-        assert manifest["documents"][name]["sha256"] == content_hash(text)
-    n_passages = sum(1 for line in (index_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines() if line)
-    assert manifest["counts"] == {"documents": len(files), "passages": n_passages}
+        entry = seed_index.entries[name]
+        assert entry["sha256"] == content_hash(text)
+        assert (entry["size"], entry["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
 
 
 def test_no_pickles_anywhere_in_the_index(seed_build):
@@ -119,33 +138,35 @@ def test_no_pickles_anywhere_in_the_index(seed_build):
                 json.loads(line)
 
 
-def test_passages_file_quotes_are_the_document_text(seed_build):
+def test_passage_offsets_on_disk_quote_the_document_text(seed_build):
+    """Read with numpy and json alone, without qa: every passage and sentence lies in its document."""
     _, index_dir = seed_build
-    docs = {json.loads(line)["doc_id"]: json.loads(line)["text"]
-            for line in (index_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()}
-    rows = [json.loads(line) for line in (index_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert rows
-    for row in rows:
-        assert docs[row["doc_id"]][row["start"] : row["end"]] == row["quote"]
-        assert all(row["start"] <= s < e <= row["end"] for s, e in row["sentences"])
+    [segment] = segment_dirs(index_dir)
+    docs = [json.loads(line) for line in (segment / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+    table = np.load(segment / "passages.npy")
+    rows, spans = np.load(segment / "sentence_rows.npy"), np.load(segment / "sentence_spans.npy")
+    assert len(table) and len(rows) == len(table) + 1
+    for i, (doc, start, end) in enumerate(table):
+        text = docs[doc]["text"]
+        assert 0 <= start < end <= len(text) and text[start:end].strip() == text[start:end]
+        for a, b in spans[rows[i] : rows[i + 1]]:
+            assert start <= a < b <= end
 
 
-def test_save_load_round_trip_is_identical(tmp_path, seed_index, embedder):
-    seed_index.save(tmp_path / "copy")
-    for name in FILES:
-        assert (tmp_path / "copy" / name).exists(), name
-    loaded = Index.load(tmp_path / "copy")
+def test_load_gives_back_what_was_built(seed_build, seed_index, embedder):
+    corpus, index_dir = seed_build
+    built, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert report.unchanged
+    loaded = Index.load(index_dir)
     assert loaded.manifest == seed_index.manifest
     assert loaded.passages == seed_index.passages
     assert loaded.documents == seed_index.documents
     assert loaded.doc_ranges == seed_index.doc_ranges
     np.testing.assert_array_equal(all_vectors(loaded), all_vectors(seed_index))
-    if hasattr(seed_index, "sentence_vectors"):
-        np.testing.assert_array_equal(np.asarray(loaded.sentence_vectors), np.asarray(seed_index.sentence_vectors))
+    np.testing.assert_array_equal(loaded.sentence_vectors_of(0, len(loaded)), seed_index.sentence_vectors_of(0, len(loaded)))
     tokens = tokenize("soldiers refused to fight near Bakhmut")
-    np.testing.assert_array_equal(loaded.bm25.scores(tokens), seed_index.bm25.scores(tokens))
+    np.testing.assert_array_equal(loaded.bm25_scores(tokens), seed_index.bm25_scores(tokens))
     assert results(loaded, embedder) == results(seed_index, embedder)
-    assert leftovers(tmp_path / "copy") == []
 
 
 def test_odd_characters_survive_the_round_trip(tmp_path, embedder):
@@ -181,29 +202,64 @@ def test_other_format_version_is_refused(built):
         Index.load(index_dir)
 
 
-def test_passage_that_no_longer_quotes_its_document_is_refused(built):
+def test_a_document_whose_text_was_edited_on_disk_is_refused(built):
+    """A quote is cut from the stored text by offsets: text that no longer hashes right is never served."""
     _, index_dir = built
-    path = index_dir / "passages.jsonl"
+    path = segment_dirs(index_dir)[0] / "documents.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    rows[0]["quote"] = rows[0]["quote"] + " (edited)"
+    rows[0]["text"] = "Edited. " + rows[0]["text"]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    with pytest.raises(IndexFormatError, match="no longer matches its document text"):
+    with pytest.raises(IndexFormatError, match="no longer matches its hash"):
         Index.load(index_dir)
 
 
-def test_corrupt_vectors_are_refused(built):
+def test_a_passage_outside_its_document_is_refused(built):
     _, index_dir = built
-    (index_dir / "vectors.faiss").write_bytes(b"garbage")
-    with pytest.raises(IndexFormatError, match="not a readable index"):
+    path = segment_dirs(index_dir)[0] / "passages.npy"
+    table = np.load(path)
+    table[0, 2] = 10**8
+    np.save(path, table)
+    with pytest.raises(IndexFormatError, match="no longer fits inside its document"):
+        Index.load(index_dir)
+
+
+@pytest.mark.parametrize("name", ["vectors.npy", "passages.npy", "bm25/rows.npy", "segment.json"])
+def test_corrupt_files_are_refused(built, name):
+    _, index_dir = built
+    (segment_dirs(index_dir)[0] / name).write_bytes(b"garbage")
+    with pytest.raises(IndexFormatError, match="not a readable index|disagree"):
+        Index.load(index_dir)
+
+
+def test_a_missing_segment_is_refused(built):
+    _, index_dir = built
+    shutil.rmtree(segment_dirs(index_dir)[0])
+    with pytest.raises(IndexFormatError, match="missing a file"):
         Index.load(index_dir)
 
 
 def test_corrupt_index_is_rebuilt_by_update(built, embedder):
     corpus, index_dir = built
-    (index_dir / "vectors.faiss").write_bytes(b"garbage")
+    (segment_dirs(index_dir)[0] / "vectors.npy").write_bytes(b"garbage")
     index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.rebuilt and "not a readable index" in report.rebuilt
     assert len(index) > 0 and Index.load(index_dir).passages == index.passages
+    assert len(list((index_dir / "segments").iterdir())) == 1  # the corrupt segment is gone
+
+
+def test_an_index_of_the_first_format_is_rebuilt_and_its_files_removed(built, embedder):
+    corpus, index_dir = built
+    shutil.rmtree(index_dir)
+    index_dir.mkdir()
+    (index_dir / "manifest.json").write_text(json.dumps({"format_version": 1}), encoding="utf-8")
+    for name in ("documents.jsonl", "passages.jsonl", "vectors.faiss", "sentences.npy"):
+        (index_dir / name).write_text("old", encoding="utf-8")
+    (index_dir / "bm25").mkdir()
+    with pytest.raises(IndexFormatError, match="index format 1"):
+        Index.load(index_dir)
+    index, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+    assert "index format 1" in report.rebuilt and len(index.documents) == 5
+    assert sorted(p.name for p in index_dir.iterdir()) == ["manifest.json", "segments"]
 
 
 # -- incremental updates ----------------------------------------------------------------------
@@ -265,11 +321,12 @@ def test_touched_but_identical_file_is_not_re_embedded(built, embedder, embed_sp
     path = corpus / "003_5b9c610a72473fdf.txt"
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert corpus_changes(manifest, corpus) == []
+    assert corpus_changes(Index.load(index_dir), corpus) == []
     spy = embed_spy
     _, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert spy.texts == [] and not (report.added or report.changed or report.removed)
+    # the new mtime is recorded: the file is not read again next time
+    assert Index.load(index_dir).entries[path.name]["mtime_ns"] == path.stat().st_mtime_ns
 
 
 def test_non_utf8_file_is_skipped_others_indexed_and_recorded(built, embedder, embed_spy):
@@ -279,8 +336,7 @@ def test_non_utf8_file_is_skipped_others_indexed_and_recorded(built, embedder, e
     assert list(report.skipped) == ["latin1.txt"] and "not valid UTF-8" in report.skipped["latin1.txt"]
     assert "latin1.txt" not in index.documents and len(index.documents) == 5
     # the skipped file is remembered: the next run has nothing to do
-    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert corpus_changes(manifest, corpus) == []
+    assert corpus_changes(Index.load(index_dir), corpus) == []
     spy = embed_spy
     spy.reset()
     _, again = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
@@ -327,12 +383,12 @@ def test_compatibility_gives_the_reason(seed_index, embedder):
 
 def test_corpus_changes_lists_added_changed_removed(built):
     corpus, index_dir = built
-    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert corpus_changes(manifest, corpus) == []
+    index = Index.load(index_dir)
+    assert corpus_changes(index, corpus) == []
     (corpus / "new.txt").write_text(NEW_DOC, encoding="utf-8")
     (corpus / "000_93644d6605fbd4ae.txt").write_text("Replaced text.", encoding="utf-8")
     (corpus / "004_6faa4890d470160d.txt").unlink()
-    assert sorted(corpus_changes(manifest, corpus)) == [
+    assert sorted(corpus_changes(index, corpus)) == [
         "added new.txt", "changed 000_93644d6605fbd4ae.txt", "removed 004_6faa4890d470160d.txt"]
 
 
@@ -343,9 +399,9 @@ def _change_a_document(corpus: Path) -> None:
     (corpus / "new.txt").write_text(NEW_DOC, encoding="utf-8")
 
 
-@pytest.mark.parametrize("fail_in, error", [("faiss.write_index", KeyboardInterrupt), ("BM25.save", OSError)])
-def test_interrupted_save_leaves_the_old_index_usable(built, embedder, monkeypatch, fail_in, error):
-    import faiss
+@pytest.mark.parametrize("fail_in, error", [("Postings.save", OSError), ("_commit", KeyboardInterrupt)])
+def test_interrupted_update_leaves_the_old_index_usable(built, embedder, monkeypatch, fail_in, error):
+    import qa.index
 
     corpus, index_dir = built
     old = Index.load(index_dir)
@@ -354,70 +410,41 @@ def test_interrupted_save_leaves_the_old_index_usable(built, embedder, monkeypat
     def boom(*args, **kwargs):
         raise error("interrupted mid-write")
 
-    if fail_in == "faiss.write_index":
-        monkeypatch.setattr(faiss, "write_index", boom)
+    if fail_in == "Postings.save":
+        monkeypatch.setattr(Postings, "save", boom)
     else:
-        monkeypatch.setattr(BM25, "save", boom)
+        monkeypatch.setattr(qa.index, "_commit", boom)
     _change_a_document(corpus)
     with pytest.raises(error):
         update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     monkeypatch.undo()
 
-    assert snapshot(index_dir) == before
-    assert leftovers(index_dir) == []
     survived = Index.load(index_dir)
     assert survived.passages == old.passages and "new.txt" not in survived.documents
     assert results(survived, embedder) == results(old, embedder)
-    # and the next update goes through
+    # the next update goes through, and clears what the failed one left
     _, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert report.added == ["new.txt"] and "new.txt" in Index.load(index_dir).documents
+    assert [p.name for p in (index_dir / "segments").iterdir()] == [p.name for p in segment_dirs(index_dir)]
+    assert before.keys() != snapshot(index_dir).keys() and leftovers(index_dir) == []
 
 
-def test_crash_between_the_two_renames_is_recovered_on_load(built, embedder, monkeypatch):
+def test_temp_folders_of_dead_writers_are_removed_live_ones_kept(built, embedder):
     corpus, index_dir = built
-    old = Index.load(index_dir)
-    real_rename = os.rename
-    calls = []
-
-    def rename(src, dst):
-        calls.append((Path(src).name, Path(dst).name))
-        if len(calls) == 2:  # index -> .index.old done; .index.tmp-* -> index dies
-            raise KeyboardInterrupt
-        real_rename(src, dst)
-
-    monkeypatch.setattr(os, "rename", rename)
-    _change_a_document(corpus)
-    with pytest.raises(KeyboardInterrupt):
-        update_index(corpus, index_dir, embedder=embedder, show_progress=False)
-    monkeypatch.undo()
-    assert calls[0] == ("index", ".index.old")
-    assert not index_dir.exists() and (index_dir.parent / ".index.old" / "manifest.json").is_file()
-
-    recovered = Index.load(index_dir)
-    assert recovered.passages == old.passages
-    assert (index_dir / "manifest.json").is_file() and leftovers(index_dir) == []
-
-
-def test_set_aside_index_replaces_a_half_written_one(built):
-    _, index_dir = built
-    old = Index.load(index_dir)
-    os.rename(index_dir, index_dir.parent / ".index.old")
-    index_dir.mkdir()
-    (index_dir / "passages.jsonl").write_text("half", encoding="utf-8")
-    assert Index.load(index_dir).passages == old.passages
-    assert leftovers(index_dir) == []
-
-
-def test_temp_folders_of_dead_writers_are_removed_live_ones_kept(built):
-    _, index_dir = built
-    dead = index_dir.parent / f".index.tmp-{_dead_pid()}-123"
+    dead = index_dir / "segments" / f".tmp-{_dead_pid()}-s000009"
     dead.mkdir()
-    live = index_dir.parent / f".index.tmp-{os.getpid()}-456"
-    live.mkdir()
-    Index.load(index_dir)
-    assert not dead.exists()
-    assert live.exists()
-    shutil.rmtree(live)
+    other_writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = index_dir / "segments" / f".tmp-{other_writer.pid}-s000010"
+        live.mkdir()
+        orphan = index_dir / "segments" / "s000099"  # written, but its manifest never committed
+        orphan.mkdir()
+        update_index(corpus, index_dir, embedder=embedder, show_progress=False)
+        assert not dead.exists() and not orphan.exists()
+        assert live.exists()
+    finally:
+        other_writer.kill()
+        other_writer.wait()
 
 
 def _dead_pid() -> int:

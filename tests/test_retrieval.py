@@ -117,7 +117,7 @@ def test_dense_only_ranking_matches_brute_force(seed_index, embedder, q):
 def test_bm25_only_ranking_matches_brute_force(seed_index, embedder, q):
     searcher = Searcher(seed_index, embedder, SearchParams(dense_weight=0.0))
     top = searcher.search(q, k=3).passages[0]
-    scores = seed_index.bm25.scores(tokenize(q))
+    scores = seed_index.bm25_scores(tokenize(q))
     assert scores.max() > 0
     best = seed_index.passages[int(np.argmax(scores))]
     assert (top.doc_id, top.start, top.end) == (best.doc_id, best.start, best.end)

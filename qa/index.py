@@ -764,6 +764,7 @@ def update_index(
     params: IndexParams | None = None,
     layout: Layout | None = None,
     only: Iterable[str] | None = None,
+    current: Index | None = None,
     show_progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Index, UpdateReport]:
@@ -777,6 +778,9 @@ def update_index(
     Args:
         only: look at just these doc_ids (a file that is gone is removed) instead
             of scanning the whole corpus folder.
+        current: the index as the caller has it loaded; used instead of loading
+            it again when it is still what is on disk (a big index takes seconds
+            to load, an added document milliseconds to index).
         on_progress: called with (bytes of text indexed, bytes to index) as it goes.
 
     Returns:
@@ -790,13 +794,17 @@ def update_index(
     params = params or IndexParams()
     layout = layout or Layout()
     index_dir = Path(index_dir)
-    files = corpus_files(corpus_dir)  # raises before anything is touched
+    if only is None:
+        files = corpus_files(corpus_dir)  # raises before anything is touched
+    elif not Path(corpus_dir).is_dir():
+        raise FileNotFoundError(f"corpus folder not found: {corpus_dir}")
+    else:
+        files = {d: Path(corpus_dir) / d for d in sorted(set(only)) if (Path(corpus_dir) / d).is_file()}
     report = UpdateReport()
     with write_lock(index_dir):
-        index = _open_for_update(index_dir, embedder, params, corpus_dir, report)
+        index = _open_for_update(index_dir, embedder, params, corpus_dir, report, current)
         if only is not None:
             wanted = set(only)
-            files = {d: p for d, p in files.items() if d in wanted}
             known = {d for d in wanted if d in index.entries or d in index.manifest.get("skipped", {})}
             diff = _diff(_Restricted(index, wanted), files)
             diff.removed = sorted(d for d in known if d not in files)
@@ -822,10 +830,12 @@ class _Restricted:
         self.manifest = {"skipped": {d: e for d, e in index.manifest.get("skipped", {}).items() if d in doc_ids}}
 
 
-def _open_for_update(folder: Path, embedder: Embedder, params: IndexParams, corpus_dir, report: UpdateReport) -> Index:
+def _open_for_update(folder: Path, embedder: Embedder, params: IndexParams, corpus_dir, report: UpdateReport,
+                     current: Index | None = None) -> Index:
     """The index to update: the one at ``folder``, or a new empty one when it is missing or unusable."""
     try:
-        index = Index.load(folder)
+        on_disk = _read_manifest(folder) if current is not None else None
+        index = current if on_disk is not None and on_disk == current.manifest else Index.load(folder)
         why = compatibility(index.manifest, embedder, params)
     except FileNotFoundError:
         index, why = None, None
@@ -991,16 +1001,17 @@ class _Writer:
             kept_segments.append(seg)
         kept_infos, kept_segments = self._merge(manifest, kept_infos, kept_segments)
         manifest["segments"] = kept_infos
-        manifest["counts"] = {"documents": 0, "passages": 0}
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        index = Index(manifest, kept_segments)
-        manifest["counts"] = {"documents": len(index.documents), "passages": len(index)}
+        # The Index keeps its own copy: this manifest goes on changing with the next batch.
+        index = Index(json.loads(json.dumps(manifest)), kept_segments)
         for d in list(manifest["restat"]):
             if d not in index.entries:
                 del manifest["restat"][d]
+        manifest["counts"] = {"documents": len(index.documents), "passages": len(index)}
+        index.manifest["restat"], index.manifest["counts"] = dict(manifest["restat"]), dict(manifest["counts"])
         _commit(self.folder, manifest)
         _collect_garbage(self.folder, manifest)
-        return Index(json.loads(json.dumps(manifest)), kept_segments)
+        return index
 
     def _merge(self, manifest: dict, infos: list[dict], segments: list[Segment]) -> tuple[list[dict], list[Segment]]:
         """Rewrite segments with too many deletions, and merge full size tiers, until none is left to do."""

@@ -16,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
+from qa.backends import TorchEmbedder
 from qa.embedding import default_embedder
 from qa.index import Index, update_index
 from qa.retrieval import Searcher
@@ -48,7 +49,7 @@ def seed_questions() -> list[dict]:
 
 
 class EmbedSpy:
-    """Records every batch of texts the embedding model is asked to encode."""
+    """Records every batch of texts the embedder is asked to embed."""
 
     def __init__(self):
         self.calls: list[list[str]] = []
@@ -78,7 +79,14 @@ def leftovers(index_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def embedder():
+    """The default embedder: the fastest backend that matches torch, unless QA_BACKEND says otherwise."""
     return default_embedder()
+
+
+@pytest.fixture(scope="session")
+def torch_embedder(embedder):
+    """The torch (sentence-transformers) embedder, the reference every backend is checked against."""
+    return embedder if embedder.backend == "torch" else TorchEmbedder()
 
 
 @pytest.fixture(scope="session")
@@ -102,21 +110,27 @@ def searcher(seed_index, embedder):
 
 
 @pytest.fixture
-def embed_spy(embedder):
-    """Spy on the model itself, below whichever Embedder method the index calls."""
+def embed_spy(embedder, monkeypatch):
+    """Spy on both ways into the session embedder, whichever backend it is.
+
+    ``embed`` (queries, sentences) and ``embed_passages`` (indexing) are the only calls
+    that run the model, in every backend, and neither calls the other, so each text is
+    recorded once each time it is embedded. Calls with no texts run nothing and are not
+    recorded.
+    """
     spy = EmbedSpy()
-    model = embedder.model
-    real = model.encode
 
-    def encode(sentences, *args, **kwargs):
-        spy.calls.append([sentences] if isinstance(sentences, str) else list(sentences))
-        return real(sentences, *args, **kwargs)
+    def spying(real):
+        def call(texts, *args, **kwargs):
+            if len(texts):
+                spy.calls.append(list(texts))
+            return real(texts, *args, **kwargs)
 
-    model.encode = encode
-    try:
-        yield spy
-    finally:
-        del model.encode
+        return call
+
+    for name in ("embed", "embed_passages"):
+        monkeypatch.setattr(embedder, name, spying(getattr(embedder, name)))
+    yield spy
 
 
 @pytest.fixture

@@ -55,10 +55,20 @@ def results(index: Index, embedder, questions=KNOWN_QUESTIONS) -> list[list[tupl
     return out
 
 
+# Backends that give a text the same vector whatever else shares its batch. OpenVINO's bf16
+# kernels do not: a text's vector moves by up to about 6e-4 per component (cosine > 0.99999)
+# with the lengths of its batch mates, so an updated index and a fresh build differ that much.
+BATCH_INVARIANT = ("torch", "onnx-fp32")
+
+
 def assert_same_index(a: Index, b: Index, embedder) -> None:
     assert a.passages == b.passages
     assert {d: doc.text for d, doc in a.documents.items()} == {d: doc.text for d, doc in b.documents.items()}
-    np.testing.assert_allclose(all_vectors(a), all_vectors(b), atol=1e-5)
+    va, vb = all_vectors(a), all_vectors(b)
+    assert va.shape == vb.shape
+    assert np.sum(va * vb, axis=1).min() >= 0.9999  # row for row, the same passage's vector
+    if embedder.backend in BATCH_INVARIANT:
+        np.testing.assert_allclose(va, vb, atol=1e-5)
     # the per-sentence vectors (stored as float16) must match too
     np.testing.assert_allclose(a.sentence_vectors_of(0, len(a)), b.sentence_vectors_of(0, len(b)), atol=2e-3)
     assert a.entries.keys() == b.entries.keys()
@@ -95,12 +105,12 @@ def test_saved_index_is_a_manifest_and_a_folder_of_named_files_per_segment(seed_
         assert (segment / "bm25" / name).is_file(), name
 
 
-def test_manifest_records_version_model_params_segments_and_counts(seed_build):
+def test_manifest_records_version_model_params_segments_and_counts(seed_build, embedder):
     corpus, index_dir = seed_build
     manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"]["name"] == MODEL_NAME and manifest["model"]["sha256"] == MODEL_SHA256
-    assert manifest["model"]["backend"]
+    assert manifest["model"]["backend"] == embedder.backend  # e.g. "openvino-bf16", or "torch" as the fallback
     assert manifest["params"] == asdict(IndexParams())
     [segment] = manifest["segments"]
     meta = json.loads((index_dir / "segments" / segment["name"] / "segment.json").read_text(encoding="utf-8"))

@@ -263,12 +263,14 @@ class _Piece:
     sentence_src: np.ndarray
     postings: Postings
     postings_rows: np.ndarray
+    embedded_with: tuple[str, ...]  # the embedder backends that made the vectors
 
     @classmethod
     def of_segment(cls, seg: Segment, entries: list[dict] | None = None) -> "_Piece":
         n, m = len(seg), len(seg.spans)
         return cls(seg.documents, entries or seg.entries, np.asarray(seg.table), np.asarray(seg.sentence_rows),
-                   seg.spans, seg.vectors, np.arange(n), seg.sentences, np.arange(m), seg.postings, np.arange(n))
+                   seg.spans, seg.vectors, np.arange(n), seg.sentences, np.arange(m), seg.postings, np.arange(n),
+                   tuple(seg.meta.get("embedded_with", ())))
 
     def select(self, docs: Sequence[int]) -> "_Piece":
         """The piece cut down to documents ``docs`` (ascending numbers)."""
@@ -287,7 +289,7 @@ class _Piece:
         np.cumsum(s_count, out=sentence_rows[1:])
         return _Piece([self.documents[i] for i in docs], [self.entries[i] for i in docs], table, sentence_rows,
                       np.asarray(self.spans[sent]), self.vectors, self.vector_rows[rows], self.sentences,
-                      self.sentence_src[sent], self.postings, self.postings_rows[rows])
+                      self.sentence_src[sent], self.postings, self.postings_rows[rows], self.embedded_with)
 
 
 def _ranges(firsts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -348,7 +350,8 @@ def _write_segment(folder: Path, pieces: Sequence[_Piece], *, dim: int, layout: 
         start += len(p.table)
     Postings.concat([(post, np.concatenate(src), np.concatenate(dst)) for post, src, dst in by_source.values()],
                     n).save(folder / "bm25")
-    meta = {"passages": n, "sentences": m, "documents": len(documents), "ann": None}
+    meta = {"passages": n, "sentences": m, "documents": len(documents), "ann": None,
+            "embedded_with": sorted({b for p in pieces for b in p.embedded_with})}
     if n > layout.ann_above:
         meta["ann"] = _build_ann(folder / "ann.faiss", vectors, dim)
     _write_json(folder / "segment.json", meta)
@@ -974,7 +977,7 @@ class _Writer:
         # a document with no passage (only whitespace) still needs its row in the documents
         return _Piece(docs, entries, table, sentence_rows, spans, vectors, np.arange(len(passages)),
                       sentences.astype(np.float16), np.arange(len(spans)), Postings.build(tokens),
-                      np.arange(len(passages)))
+                      np.arange(len(passages)), (getattr(self.embedder, "backend", "torch"),))
 
     def _commit_step(self, manifest: dict, piece: _Piece | None, gone: set[str], *, last: bool, grew: bool) -> Index:
         """Write one change (a fresh piece and/or deletions) and the merges it calls for; commit."""
@@ -1001,6 +1004,9 @@ class _Writer:
             kept_segments.append(seg)
         kept_infos, kept_segments = self._merge(manifest, kept_infos, kept_segments)
         manifest["segments"] = kept_infos
+        # Backends of one model agree to cosine 0.9999 (tests/test_backends.py), so an index
+        # may mix them; each segment records its own, the model entry the latest writer's.
+        manifest["model"]["backend"] = getattr(self.embedder, "backend", "torch")
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # The Index keeps its own copy: this manifest goes on changing with the next batch.
         index = Index(json.loads(json.dumps(manifest)), kept_segments)
@@ -1059,7 +1065,7 @@ class _Writer:
             raise
         _fsync_dir(seg_dir)
         info = {"name": name, "passages": meta["passages"], "documents": meta["documents"], "deleted": [],
-                "ann": meta["ann"]}
+                "ann": meta["ann"], "embedded_with": meta["embedded_with"]}
         return info, Segment.load(seg_dir / name)
 
 

@@ -117,6 +117,7 @@ def test_manifest_records_version_model_params_segments_and_counts(seed_build, e
     files = sorted(p.name for p in corpus.iterdir())
     assert manifest["counts"] == {"documents": len(files), "passages": meta["passages"]}
     assert segment["deleted"] == [] and segment["ann"] is None and meta["ann"] is None
+    assert segment["embedded_with"] == meta["embedded_with"] == [embedder.backend]
 
 
 def test_documents_are_recorded_with_their_hashes_sizes_and_mtimes(seed_build, seed_index):

@@ -45,6 +45,7 @@ from qa.chunking import CHUNKING_VERSION, Chunker, ChunkParams, Passage, count_t
 from qa.corpus import Document, DocumentError, content_hash, corpus_files, read_document
 from qa.embedding import MAX_SEQ_LENGTH, Embedder
 from qa.lexical import B, BM25, K1, Postings, tokenize
+from qa.npyfile import NpyRows
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 TITLE_WORDPIECES = 32
+ANN_RESCORE = 100  # candidates an approximate search re-scores exactly, at least
 _COPY_ROWS = 65_536  # rows copied at a time when a segment is written: bounds memory
 _OLD_FORMAT_FILES = ("documents.jsonl", "passages.jsonl", "vectors.faiss", "sentences.npy", "bm25")
 
@@ -192,10 +194,11 @@ class Segment:
             keep = rows[0] >= 0
             return rows[0][keep], scores[0][keep]
         params = faiss.SearchParametersIVF(nprobe=int(self.meta["ann"]["nprobe"]), sel=selector)
-        _, rows = self.ann.search(qv[None, :], depth, params=params)
-        rows = np.sort(rows[0][rows[0] >= 0])
-        # SQ8 codes rank well but score coarsely: re-score the candidates exactly.
-        return self.exact(qv, rows)
+        # SQ8 codes rank well but score coarsely: take a few more candidates than asked
+        # and re-score them exactly from the float32 vectors.
+        _, rows = self.ann.search(qv[None, :], max(depth, ANN_RESCORE), params=params)
+        rows, scores = self.exact(qv, np.sort(rows[0][rows[0] >= 0]))
+        return rows[:depth], scores[:depth]
 
     def exact(self, qv: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``rows`` (ascending) ordered by exact cosine to ``qv``, best first, with the cosines."""
@@ -222,7 +225,7 @@ class Segment:
                     raise IndexFormatError(f"{folder}: the text of {row['doc_id']} no longer matches its hash")
                 documents.append(Document(row["doc_id"], row["title"], text))
                 entries.append(row)
-        load = lambda name: np.load(folder / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
+        load = lambda name: NpyRows(folder / name)  # noqa: E731
         table = np.load(folder / "passages.npy", allow_pickle=False)
         sentence_rows = np.load(folder / "sentence_rows.npy", allow_pickle=False)
         spans = load("sentence_spans.npy")
@@ -1029,6 +1032,12 @@ class _Writer:
                 live = len(seg) - _deleted_rows(seg, info)
                 tiers.setdefault(int(math.log(max(live, 1), self.layout.merge_factor)), []).append(i)
             full = next((ids for ids in tiers.values() if len(ids) >= self.layout.merge_factor), None)
+            empty = [i for i, (info, seg) in enumerate(zip(infos, segments)) if _deleted_rows(seg, info) == len(seg)
+                     and {d.doc_id for d in seg.documents} <= set(info.get("deleted", ()))]
+            if empty:  # nothing left alive: dropped, not rewritten
+                infos = [x for i, x in enumerate(infos) if i not in empty]
+                segments = [x for i, x in enumerate(segments) if i not in empty]
+                continue
             chosen = worn[:1] or full
             if not chosen:
                 return infos, segments

@@ -143,10 +143,13 @@ class Postings:
             np.save(folder / f"{name}.npy", np.asarray(array), allow_pickle=False)
 
     @classmethod
-    def load(cls, folder: Path, *, mmap: bool = True) -> "Postings":
-        mode = "r" if mmap else None
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
-                  for name in ("indptr", "rows", "tf", "lengths")]
+    def load(cls, folder: Path, *, on_demand: bool = True) -> "Postings":
+        """Read saved postings; with ``on_demand`` the (big) rows and tf stay on disk, read a term at a time."""
+        from qa.npyfile import NpyRows
+
+        full = lambda name: np.load(folder / f"{name}.npy", allow_pickle=False)  # noqa: E731
+        big = (lambda name: NpyRows(folder / f"{name}.npy")) if on_demand else full
+        arrays = [full("indptr"), big("rows"), big("tf"), full("lengths")]
         terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
         if len(arrays[0]) != len(terms) + 1 or len(arrays[1]) != len(arrays[2]) or arrays[0][-1] != len(arrays[1]):
             raise ValueError(f"{folder}: postings arrays do not fit together")

@@ -189,8 +189,15 @@ class Searcher:
         if kept.highlight is None or kept.doc_id == candidate.doc_id:
             return None
         key_span = (kept.highlight.start, kept.highlight.end)
-        key_words = set(tokenize(self.index.documents[kept.doc_id].text[key_span[0] : key_span[1]]))
+        key_text = self.index.documents[kept.doc_id].text[key_span[0] : key_span[1]]
+        key_words = set(tokenize(key_text))
         text = self.index.documents[candidate.doc_id].text
+        # The same words in the same order is the same statement: no model needed
+        # (wire copy reprinted by several outlets is common, and embedding is the cost).
+        same_text = " ".join(key_text.split())
+        for s in sentences:
+            if " ".join(text[s[0] : s[1]].split()) == same_text:
+                return s
         close = [s for s in sentences if may_be_same(key_words, set(tokenize(text[s[0] : s[1]])))]
         if not close:
             return None

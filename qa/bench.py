@@ -1,6 +1,19 @@
-"""Measurements behind the choice of embedder backend and vector index.
+"""``python -m qa bench``: how fast qa is, at the seed corpus and at a million passages.
 
-Two studies, one table each, from one run:
+One run prints these tables (``--quick`` a small version of each):
+
+- **Embedders**, below.
+- **Build**: a real build of SciFact (5,183 files) from nothing through
+  ``update_index``: passages/s of the whole pipeline and peak memory.
+- **Index end to end** at the seed corpus and N = 10k, 100k, 1M passages
+  (``qa.bench_index``): query latency in-process, recall@10 of dense search against
+  exact search, build time, disk, memory with the index loaded, adding and deleting
+  one document.
+- **Web app**: ``ui.py`` cold start to ready, and ``/ask`` through gradio_client
+  against an empty endpoint on the same server (``scripts/bench_ui.py``).
+- **Vector indexes** (``--ann-study``), below: the study that chose IVF-SQ8.
+
+The studies behind the choices:
 
 - **Embedders**: passages/s and tokens/s of each backend on the same ~128-token
   SciFact passages; cosine of its vectors to torch's; dense SciFact nDCG@10 and
@@ -578,12 +591,52 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+@dataclass
+class UIRun:
+    """``scripts/bench_ui.py`` over the seed corpus: start-up, and /ask against an empty endpoint."""
+
+    ready_s: float
+    first_ask_ms: float
+    ask_p50_ms: float
+    noop_p50_ms: float
+    ratio: float
+    concurrent: str
+    errors: int
+    load: str = ""
+
+
+UI_COLUMNS = [
+    ("ready_s", "ui.py start to ready s", ".2f"), ("first_ask_ms", "first /ask ms", ".0f"),
+    ("ask_p50_ms", "/ask p50 ms", ".1f"), ("noop_p50_ms", "empty endpoint p50 ms", ".1f"),
+    ("ratio", "/ask ÷ empty", ".2f"), ("concurrent", "concurrent clients x questions"), ("errors", "errors"),
+    ("load", "load avg"),
+]
+
+
+def bench_ui(*, quick: bool = False) -> UIRun:
+    """Run scripts/bench_ui.py (it starts and stops its own servers) and read its figures."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_ui.py"
+    with tempfile.TemporaryDirectory(prefix="qa-bench-ui-") as tmp:
+        out = Path(tmp) / "ui.json"
+        sizes = ["--starts", "1", "--requests", "50", "--clients", "5"] if quick else []
+        done = subprocess.run([sys.executable, str(script), "--json", str(out), *sizes], capture_output=True, text=True)
+        if not out.is_file():
+            raise RuntimeError(f"scripts/bench_ui.py failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        r = json.loads(out.read_text(encoding="utf-8"))
+    con = r["concurrent"]
+    return UIRun(ready_s=r["start"]["ready_median_s"], first_ask_ms=r["start"]["first_ask_ms"],
+                 ask_p50_ms=r["latency"]["ask"]["p50_ms"], noop_p50_ms=r["latency"]["noop"]["p50_ms"],
+                 ratio=r["latency"]["p50_ratio"], concurrent=f"{con['clients']} x {con['requests'] // con['clients']}",
+                 errors=con["errors"], load=_load())
+
+
 def run(
     *, quick: bool = False, scifact: str | os.PathLike = DEFAULT_SCIFACT,
     backends: Sequence[str] = ("torch", "openvino", "onnx", "onnx-int8"), sizes: Sequence[int] | None = None,
     quality: bool = True, queries: int | None = None, cache_dir: Path | None = None, show_progress: bool = True,
+    ann_study: bool = False, ui: bool = True,
 ) -> dict:
-    """Both studies; returns {"machine", "date", "embedders": [EmbedderRow], "indexes": [IndexRow]}.
+    """Every table; returns {"machine", "date", "embedders", "build", "system", "ui", "indexes"}.
 
     Args:
         quick: 600 SciFact documents, 128 passages timed once, no nDCG, N = 10k only.
@@ -591,7 +644,10 @@ def run(
         sizes: index sizes; default 10k, 100k, 1M (10k with ``quick``).
         quality: embed all of SciFact with each backend for nDCG@10 and top-10 overlap.
         queries: how many SciFact queries to time against each index.
+        ann_study: also compare flat, HNSW and IVF FAISS indexes at each size.
+        ui: also measure ui.py (start-up and /ask).
     """
+    from qa import bench_index
     from qa import backends as qb
 
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -606,12 +662,24 @@ def run(
     embedder = qb.load_embedder("auto", cache_dir=cache_dir)
     base = cached_vectors(embedder, data.passages, cache_dir=cache_dir, show_progress=show_progress)
     query_texts = list(data.queries.values()) + data.other_queries
-    query_vectors = embedder.embed(query_texts[: queries or (200 if quick else 1000)])
-    del embedder
-    gc.collect()
-    index_rows = bench_indexes(base, query_vectors, sizes or ((10_000,) if quick else (10_000, 100_000, 1_000_000)))
-    return {"machine": machine(), "date": started, "embedders": embed_rows, "indexes": index_rows,
-            "passages": len(data.passages), "queries": len(query_vectors)}
+    query_texts = query_texts[: queries or (200 if quick else 1000)]
+    sizes = sizes or ((10_000,) if quick else (10_000, 100_000, 1_000_000))
+    build_rows = [bench_index.measure_build(Path(scifact), max_docs=600 if quick else None)]
+    system_rows = bench_index.run(
+        scifact=Path(scifact), sizes=sizes, queries=query_texts, seeds=Path(__file__).resolve().parent.parent / "seeds",
+        embedder=embedder, max_docs=600 if quick else None,
+        cache_dir=Path(cache_dir).parent / "bench" if cache_dir else default_bench_cache(), show_progress=show_progress,
+    )
+    index_rows = []
+    if ann_study:
+        query_vectors = embedder.embed(query_texts)
+        del embedder
+        gc.collect()
+        index_rows = bench_indexes(base, query_vectors, sizes)
+    ui_rows = [bench_ui(quick=quick)] if ui else []
+    return {"machine": machine(), "date": started, "embedders": embed_rows, "build": build_rows,
+            "system": system_rows, "ui": ui_rows, "indexes": index_rows,
+            "passages": len(data.passages), "queries": len(query_texts)}
 
 
 def report(result: dict) -> str:
@@ -621,16 +689,33 @@ def report(result: dict) -> str:
     if emb:
         pieces = emb[0].tokens_per_s / emb[0].passages_per_s
         lengths = f"{emb[0].passages} SciFact passages of ~{pieces:.0f} word pieces"
-    return "\n\n".join([
+    from qa import bench_index
+
+    parts = [
         f"{result['date']} on {result['machine']}",
         f"Embedding: {lengths}; cosine to {emb[0].backend if emb else '-'} on those passages; nDCG@10 and top-10 "
         "overlap from dense search of all SciFact passages (300 test queries).",
         format_table(emb, EMBEDDER_COLUMNS),
-        f"Vector search: SciFact passage vectors ({result['passages']}) replicated with noise to N; "
-        f"{result['queries']} real SciFact queries searched one at a time; recall@10 against exact search; "
-        "RSS of a fresh process with only the index loaded.",
-        format_table(result["indexes"], INDEX_COLUMNS),
-    ])
+        "Build: a folder of SciFact files indexed from nothing by `update_index` in a fresh process "
+        "(read, chunk, embed, tokenize, write segments, merge).",
+        format_table(result["build"], bench_index.BUILD_COLUMNS),
+        f"Index end to end: {result['queries']} SciFact claims asked one at a time in a fresh process that loaded "
+        "the index and the embedder. rank = embed + dense + BM25 + fusion + best-sentence re-scoring; answer = "
+        "rank + quotes, highlights, corroboration (what /ask returns). Copies of SciFact beyond the first carry "
+        "noisy vectors; build s is writing the index from vectors (embedding them is the build table's rate). "
+        "RSS after the questions, with the embedder loaded.",
+        format_table(result["system"], bench_index.COLUMNS),
+    ]
+    if result["ui"]:
+        parts += ["Web app over the seed corpus (scripts/bench_ui.py).", format_table(result["ui"], UI_COLUMNS)]
+    if result["indexes"]:
+        parts += [
+            f"Vector search study: SciFact passage vectors ({result['passages']}) replicated with noise to N; "
+            f"{result['queries']} real SciFact queries searched one at a time; recall@10 against exact search; "
+            "RSS of a fresh process with only the index loaded.",
+            format_table(result["indexes"], INDEX_COLUMNS),
+        ]
+    return "\n\n".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -642,16 +727,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default=None, help="index sizes, e.g. 10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=None, help="queries timed per index")
     parser.add_argument("--no-quality", action="store_true", help="skip nDCG@10 (embedding all of SciFact per backend)")
+    parser.add_argument("--ann-study", action="store_true", help="also compare flat, HNSW and IVF FAISS indexes")
+    parser.add_argument("--no-ui", action="store_true", help="skip the ui.py start-up and /ask measurement")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
     result = run(quick=args.quick, scifact=args.scifact, backends=args.backends.split(","), sizes=sizes,
-                 quality=not args.no_quality, queries=args.queries)
+                 quality=not args.no_quality, queries=args.queries, ann_study=args.ann_study, ui=not args.no_ui)
     print(report(result))
     if args.json:
-        data = {**result, "embedders": [asdict(r) for r in result["embedders"]],
-                "indexes": [asdict(r) for r in result["indexes"]]}
+        data = {**result, **{key: [asdict(r) for r in result[key]]
+                             for key in ("embedders", "build", "system", "ui", "indexes")}}
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0
 

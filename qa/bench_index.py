@@ -321,3 +321,65 @@ COLUMNS = [
     ("recall10", "recall@10", ".4f"), ("add_doc_s", "add doc s", ".3f"), ("delete_doc_s", "delete doc s", ".3f"),
     ("load", "load avg"),
 ]
+
+
+@dataclass
+class BuildRun:
+    """A real build of a corpus folder through ``update_index``: chunk, embed, tokenize, write, merge."""
+
+    corpus: str
+    documents: int
+    passages: int
+    seconds: float
+    passages_per_s: float
+    peak_rss_mb: float
+    segments: int
+    backend: str
+    load: str = ""
+
+
+_BUILD_CHILD = r"""
+import json, sys, time
+args = json.loads(sys.argv[1])
+from qa.embedding import default_embedder
+from qa.index import update_index
+embedder = default_embedder()
+embedder.embed(["warm up"])
+t = time.perf_counter()
+index, report = update_index(args["corpus"], args["index"], embedder=embedder, show_progress=False)
+seconds = time.perf_counter() - t
+peak = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"documents": report.documents, "passages": report.passages, "seconds": seconds,
+                  "peak_rss_mb": peak, "segments": report.segments, "backend": embedder.backend}))
+"""
+
+
+def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path | None = None) -> BuildRun:
+    """Write SciFact as a folder of files and index it from nothing in a fresh process."""
+    from qa.beir import load_beir, write_corpus
+
+    bench = load_beir(scifact)
+    if max_docs:
+        bench.records = bench.records[:max_docs]
+    work = Path(tempfile.mkdtemp(prefix="qa-bench-build-", dir=workdir))
+    try:
+        write_corpus(bench, work / "corpus")
+        args = json.dumps({"corpus": str(work / "corpus"), "index": str(work / "index")})
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, args], capture_output=True, text=True, env=env)
+        if out.returncode:
+            raise RuntimeError(f"building SciFact failed:\n{out.stderr[-3000:]}")
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return BuildRun(corpus="SciFact" if not max_docs else f"SciFact, first {max_docs} documents",
+                    documents=m["documents"], passages=m["passages"], seconds=m["seconds"],
+                    passages_per_s=m["passages"] / m["seconds"], peak_rss_mb=m["peak_rss_mb"],
+                    segments=m["segments"], backend=m["backend"], load=_load())
+
+
+BUILD_COLUMNS = [
+    ("corpus", "corpus"), ("documents", "documents"), ("passages", "passages"), ("backend", "embedder"),
+    ("seconds", "build s", ".1f"), ("passages_per_s", "passages/s", ".1f"), ("peak_rss_mb", "peak RSS MB", ".0f"),
+    ("segments", "segments"), ("load", "load avg"),
+]

@@ -469,7 +469,14 @@ class Index:
         self.raw_to_live = np.full(raw, -1, dtype=np.int64)
         self.raw_to_live[self.live_to_raw] = np.arange(len(self.live_to_raw))
         self._all_live = len(self.live_to_raw) == raw
-        self.bm25 = BM25([s.postings for s in segments])
+        dead_masks = []
+        for seg, dead_rows in zip(segments, self._dead):
+            mask = None
+            if dead_rows is not None:
+                mask = np.zeros(len(seg), dtype=bool)
+                mask[dead_rows] = True
+            dead_masks.append(mask)
+        self.bm25 = BM25([s.postings for s in segments], dead_masks)
         self.passages = PassageList(self)
 
     @property
@@ -919,56 +926,50 @@ class _Writer:
         gone = set(diff.removed) | set(diff.changed)
         to_index = sorted(diff.added + diff.changed)
         live_before = len(self.index) - sum(self.index.doc_ranges[d][1] for d in gone if d in self.index.doc_ranges)
-        added_passages = 0
+        added_passages = done = 0
         total = sum(files[d].stat().st_size for d in to_index)
         bar = _progress_bar(total, show_progress and total > 0)
-        done = 0
-        batches = self._batches(files, to_index, manifest)
-        pending = next(batches, None)
-        while True:
-            piece = pending
-            pending = next(batches, None) if piece is not None else None
-            last = pending is None
-            if piece is not None:
-                added_passages += len(piece.table)
-            self.index = self._commit_step(manifest, piece, gone, last=last,
-                                           grew=added_passages > live_before)
-            gone = set()
-            if piece is not None:
-                size = sum(e["size"] for e in piece.entries)
-                done += size
-                bar.update(size)
-                bar.set_postfix(passages=added_passages)
-                if on_progress:
-                    on_progress(done, total)
-            if last:
-                break
+        finished = False
+        for piece, size, last in self._batches(files, to_index, manifest):
+            added_passages += len(piece.table) if piece is not None else 0
+            self.index = self._commit_step(manifest, piece, gone, last=last, grew=added_passages > live_before)
+            gone, finished = set(), last
+            done += size
+            bar.update(size)
+            bar.set_postfix(passages=added_passages)
+            if on_progress:
+                on_progress(done, total)
+        if not finished:  # nothing to index: deletions, new mtimes or skipped files only
+            self.index = self._commit_step(manifest, None, gone, last=True, grew=False)
         bar.close()
         return self.index
 
-    def _batches(self, files: dict[str, Path], doc_ids: list[str], manifest: dict) -> Iterator[_Piece]:
-        """Fresh pieces of about ``batch_passages`` passages: read, chunked, embedded, tokenized."""
-        docs, entries, passages = [], [], []
-        for doc_id in doc_ids:
+    def _batches(self, files: dict[str, Path], doc_ids: list[str], manifest: dict
+                 ) -> Iterator[tuple[_Piece | None, int, bool]]:
+        """(piece, bytes of the files it covers, whether it is the last) for about ``batch_passages`` passages
+        at a time: read, chunked, embedded, tokenized. Unreadable files are recorded as skipped.
+        """
+        docs, entries, passages, size = [], [], [], 0
+        for k, doc_id in enumerate(doc_ids):
             path = files[doc_id]
             st = _stat_entry(path.stat())
+            size += st["size"]
+            last = k == len(doc_ids) - 1
             try:
                 doc = read_document(doc_id, path)
             except DocumentError as exc:
                 logger.warning("skipped %s", exc)
                 self.report.skipped[doc_id] = str(exc)
                 manifest["skipped"][doc_id] = {"reason": str(exc), **st}
-                continue
-            manifest["skipped"].pop(doc_id, None)
-            manifest["restat"].pop(doc_id, None)
-            docs.append(doc)
-            entries.append(st)
-            passages.extend(self.chunker.chunk(doc))
-            if len(passages) >= self.layout.batch_passages:
-                yield self._embed(docs, entries, passages)
-                docs, entries, passages = [], [], []
-        if docs:
-            yield self._embed(docs, entries, passages)
+            else:
+                manifest["skipped"].pop(doc_id, None)
+                manifest["restat"].pop(doc_id, None)
+                docs.append(doc)
+                entries.append(st)
+                passages.extend(self.chunker.chunk(doc))
+            if len(passages) >= self.layout.batch_passages or last:
+                yield (self._embed(docs, entries, passages) if docs else None), size, last
+                docs, entries, passages, size = [], [], [], 0
 
     def _embed(self, docs: list[Document], entries: list[dict], passages: list[Passage]) -> _Piece:
         by_id = {d.doc_id: i for i, d in enumerate(docs)}
@@ -1034,7 +1035,7 @@ class _Writer:
             tiers: dict[int, list[int]] = {}
             for i, (info, seg) in enumerate(zip(infos, segments)):
                 live = len(seg) - _deleted_rows(seg, info)
-                tiers.setdefault(int(math.log(max(live, 1), self.layout.merge_factor)), []).append(i)
+                tiers.setdefault(_tier(live, self.layout.merge_factor), []).append(i)
             full = next((ids for ids in tiers.values() if len(ids) >= self.layout.merge_factor), None)
             empty = [i for i, (info, seg) in enumerate(zip(infos, segments)) if _deleted_rows(seg, info) == len(seg)
                      and {d.doc_id for d in seg.documents} <= set(info.get("deleted", ()))]
@@ -1080,6 +1081,14 @@ class _Writer:
         info = {"name": name, "passages": meta["passages"], "documents": meta["documents"], "deleted": [],
                 "ann": meta["ann"], "embedded_with": meta["embedded_with"]}
         return info, Segment.load(seg_dir / name)
+
+
+def _tier(passages: int, factor: int) -> int:
+    """The size tier of a segment: t where factor**t <= passages < factor**(t + 1) (0 for none)."""
+    tier = 0
+    while passages >= factor ** (tier + 1):
+        tier += 1
+    return tier
 
 
 def _deleted_rows(seg: Segment, info: dict) -> int:

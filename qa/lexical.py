@@ -161,43 +161,56 @@ class BM25:
     """BM25 over the rows of several Postings, numbered on one after another.
 
     Statistics (passage count, document frequencies, average length) are summed over
-    every part, so the scores are those of one index over all their rows.
+    every part, leaving out ``dead`` rows (deleted passages), so the scores of the
+    other rows are those of one index built over them alone.
+
+    Args:
+        parts: the postings, in row order.
+        dead: per part, a bool mask of its deleted rows, or None when it has none.
     """
 
-    def __init__(self, parts: Sequence[Postings]):
+    def __init__(self, parts: Sequence[Postings], dead: Sequence[np.ndarray | None] | None = None):
         self.parts = list(parts)
+        self.dead = list(dead) if dead is not None else [None] * len(self.parts)
         self.offsets = np.zeros(len(self.parts) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in self.parts], out=self.offsets[1:])
-        self.n = int(self.offsets[-1])
-        total = sum(int(np.asarray(p.lengths, dtype=np.int64).sum()) for p in self.parts)
-        self.avg_length = total / self.n if self.n else 0.0
+        self.n = int(self.offsets[-1])  # rows, dead ones included
+        lengths = [np.asarray(p.lengths, dtype=np.int64) for p in self.parts]
+        self.live = self.n - sum(int(d.sum()) for d in self.dead if d is not None)
+        total = sum(int(ls.sum() if d is None else ls[~d].sum()) for ls, d in zip(lengths, self.dead))
+        self.avg_length = total / self.live if self.live else 0.0
         # the length part of BM25's denominator, per row: a gather per query word instead of arithmetic
-        self._norms = [(K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float32) / self.avg_length)).astype(np.float32)
-                       for p in self.parts]
+        self._norms = [(K1 * ((1 - B) + B * ls.astype(np.float32) / max(self.avg_length, 1e-9))).astype(np.float32)
+                       for ls in lengths]
 
     @classmethod
     def build(cls, token_lists: Sequence[list[str]]) -> "BM25":
         return cls([Postings.build(token_lists)])
 
-    def idf(self, token: str) -> float:
-        """Lucene's idf of a token over all rows (0 when no passage has it)."""
-        df = sum(p.df(token) for p in self.parts)
+    def _columns(self, token: str) -> tuple[float, list]:
+        """(idf, [(offset, rows, tf, norms)]) of a token over the parts; idf 0 when no live row has it."""
+        found, df = [], 0
+        for offset, part, norms, dead in zip(self.offsets, self.parts, self._norms, self.dead):
+            column = part.column(token)
+            if column is None:
+                continue
+            rows, tf = column
+            df += len(rows) - (int(np.count_nonzero(dead[rows])) if dead is not None else 0)
+            found.append((offset, rows, tf, norms))
         if not df:
-            return 0.0
-        return float(np.log(1 + (self.n - df + 0.5) / (df + 0.5)))
+            return 0.0, []
+        return float(np.log(1 + (self.live - df + 0.5) / (df + 0.5))), found
+
+    def idf(self, token: str) -> float:
+        """Lucene's idf of a token over the live rows (0 when none has it)."""
+        return self._columns(token)[0]
 
     def _accumulate(self, query_tokens: Sequence[str]) -> np.ndarray:
         scores = np.zeros(self.n, dtype=np.float32)
         # A repeated query word counts again, as in bm25s.
         for token in query_tokens:
-            idf = self.idf(token)
-            if not idf:
-                continue
-            for offset, part, norms in zip(self.offsets, self.parts, self._norms):
-                found = part.column(token)
-                if found is None:
-                    continue
-                rows, tf = found
+            idf, columns = self._columns(token)
+            for offset, rows, tf, norms in columns:
                 tf = tf.astype(np.float32)
                 scores[offset + rows] += np.float32(idf) * tf / (norms[rows] + tf)
         return scores

@@ -14,7 +14,7 @@ from qa.citations import render_text
 from qa.collection import Collection, DocumentInfo
 from qa.corpus import Document, DocumentError, load_corpus
 from qa.embedding import Embedder, ModelError
-from qa.index import Index, IndexBusyError, IndexFormatError, IndexParams, UpdateReport, update_index
+from qa.index import Index, IndexBusyError, IndexFormatError, IndexParams, Layout, UpdateReport, update_index
 from qa.retrieval import Answer, Hit, Searcher, SearchParams
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     # embedding
     "Embedder", "ModelError",
     # index
-    "Index", "IndexBusyError", "IndexFormatError", "IndexParams", "UpdateReport", "update_index",
+    "Index", "IndexBusyError", "IndexFormatError", "IndexParams", "Layout", "UpdateReport", "update_index",
     # retrieval
     "Answer", "Hit", "Searcher", "SearchParams",
 ]

@@ -306,16 +306,17 @@ def _ranges(firsts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _ann_params(n: int) -> dict:
-    """IVF-SQ8 settings for ``n`` vectors: about 2 sqrt(n) lists, 64 of them probed (more past 2M).
+    """IVF-SQ8 settings for ``n`` vectors: about 2 sqrt(n) lists, 128 of them probed (a 16th past 2M).
 
     Recall@10 against exact search, with the 100 best candidates re-scored exactly,
-    on SciFact vectors replicated with noise (300 claims): at 1M passages (2,048
-    lists) 0.947 / 0.978 / 0.985 / 0.988 / 0.992 probing 16 / 32 / 48 / 64 / 128
-    lists, at 1.2 ms for 64; at 60k (512 lists) 0.968 with 32, 0.986 with 64.
+    on SciFact vectors replicated with noise (300 claims, one thread):
+    at 1M passages (2,048 lists) 0.947 / 0.978 / 0.988 / 0.992 probing 16 / 32 / 64 /
+    128 lists (0.65 / 0.83 / 1.2 / 2.0 ms); at 100k (512 lists) 0.956 / 0.977 / 0.992 /
+    0.998 probing 32 / 64 / 128 / 192 (0.5 / 0.6 / 0.85 / 1.1 ms).
     """
     nlist = max(64, 1 << int(round(math.log2(2 * math.sqrt(n)))))
     nlist = min(nlist, max(1, n // 39))  # k-means wants at least 39 points a centroid
-    return {"type": "IVF-SQ8", "nlist": nlist, "nprobe": min(nlist, max(64, nlist // 32)), "trained_on": min(n, 100_000),
+    return {"type": "IVF-SQ8", "nlist": nlist, "nprobe": min(nlist, max(128, nlist // 16)), "trained_on": min(n, 100_000),
             "rescored": "exact cosine from vectors.npy"}
 
 

@@ -106,7 +106,7 @@ def documents_ranked(searcher: Searcher, query: str, mode: str, depth: int) -> l
     ranked, _ = searcher.rank(query, mode=mode, depth=depth)
     seen, out = set(), []
     for i in ranked:
-        d = searcher.index.passages[i].doc_id
+        d = searcher.index.doc_id_of(i)
         if d not in seen:
             seen.add(d)
             out.append(d)

@@ -493,6 +493,11 @@ class Index:
         s = int(np.searchsorted(self.raw_offsets, raw, side="right")) - 1
         return self.segments[s], raw - int(self.raw_offsets[s])
 
+    def doc_id_of(self, i: int) -> str:
+        """The doc_id of passage ``i`` (cheaper than ``passages[i].doc_id``)."""
+        seg, row = self.locate(i)
+        return seg.documents[int(seg.table[row, 0])].doc_id
+
     def quote(self, i: int) -> str:
         p = self.passages[i]
         return self.documents[p.doc_id].text[p.start : p.end]

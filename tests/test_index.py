@@ -173,6 +173,7 @@ def test_load_gives_back_what_was_built(seed_build, seed_index, embedder):
     assert loaded.passages == seed_index.passages
     assert loaded.documents == seed_index.documents
     assert loaded.doc_ranges == seed_index.doc_ranges
+    assert [loaded.doc_id_of(i) for i in range(len(loaded))] == [p.doc_id for p in seed_index.passages]
     np.testing.assert_array_equal(all_vectors(loaded), all_vectors(seed_index))
     np.testing.assert_array_equal(loaded.sentence_vectors_of(0, len(loaded)), seed_index.sentence_vectors_of(0, len(loaded)))
     tokens = tokenize("soldiers refused to fight near Bakhmut")

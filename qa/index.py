@@ -1002,20 +1002,18 @@ class _Writer:
             info["deleted"] = sorted(set(info.get("deleted", ())) | mine)
         live = sum(info["passages"] - _deleted_rows(seg, info) for info, seg in zip(infos, segments))
         fresh = len(piece.table) if piece is not None else 0
-        written: list[tuple[dict, Segment]] = []
-        if live + fresh <= self.layout.merge_below or (last and grew):
+        passages_change = piece is not None or bool(gone)  # not just new mtimes or skipped files
+        if (passages_change and live + fresh <= self.layout.merge_below) or (last and grew):
             # Small, or the index at least doubled (a fresh build): one segment in doc_id order.
             pieces = self._live_pieces(segments, infos, manifest) + ([piece] if piece is not None else [])
-            keep = [], []
-            written.append(self._write(manifest, _in_doc_order(pieces)))
+            info, seg = self._write(manifest, _in_doc_order(pieces))
+            kept_infos, kept_segments = [info], [seg]
         else:
-            keep = ([i for i in infos], [s for s in segments])
+            kept_infos, kept_segments = list(infos), list(segments)
             if piece is not None:
-                written.append(self._write(manifest, [piece]))
-        kept_infos, kept_segments = keep
-        for info, seg in written:
-            kept_infos.append(info)
-            kept_segments.append(seg)
+                info, seg = self._write(manifest, [piece])
+                kept_infos.append(info)
+                kept_segments.append(seg)
         kept_infos, kept_segments = self._merge(manifest, kept_infos, kept_segments)
         manifest["segments"] = kept_infos
         # Backends of one model agree to cosine 0.9999 (tests/test_backends.py), so an index

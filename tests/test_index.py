@@ -335,8 +335,10 @@ def test_touched_but_identical_file_is_not_re_embedded(built, embedder, embed_sp
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
     assert corpus_changes(Index.load(index_dir), corpus) == []
     spy = embed_spy
+    segments = snapshot(index_dir / "segments")
     _, report = update_index(corpus, index_dir, embedder=embedder, show_progress=False)
     assert spy.texts == [] and not (report.added or report.changed or report.removed)
+    assert snapshot(index_dir / "segments") == segments  # only the manifest is rewritten
     # the new mtime is recorded: the file is not read again next time
     assert Index.load(index_dir).entries[path.name]["mtime_ns"] == path.stat().st_mtime_ns
 

@@ -197,8 +197,8 @@ class Collection:
 
     def _update_locked(self, show_progress: bool | None = None, only: list[str] | None = None) -> UpdateReport:
         index, report = update_index(
-            self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params, layout=self.layout, only=only,
-            current=self._searcher.index if self._searcher is not None else None,
+            self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params, layout=self.layout,
+            only=only, current=self._searcher.index if self._searcher is not None else None,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
         self._searcher = Searcher(index, self.embedder, self.search_params)

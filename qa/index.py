@@ -55,6 +55,7 @@ SEGMENTS = "segments"
 TITLE_WORDPIECES = 32
 ANN_RESCORE = 100  # candidates an approximate search re-scores exactly, at least
 _COPY_ROWS = 65_536  # rows copied at a time when a segment is written: bounds memory
+_REBUILD = "rebuild it with `python -m qa index`"
 _OLD_FORMAT_FILES = ("documents.jsonl", "passages.jsonl", "vectors.faiss", "sentences.npy", "bm25")
 
 
@@ -238,13 +239,15 @@ class Segment:
         if n:
             lengths = np.array([len(d.text) for d in documents])
             docs = table[:, 0]
-            if docs.min() < 0 or docs.max() >= len(documents) or np.any(np.diff(docs) < 0) or \
-                    np.any(table[:, 1] < 0) or np.any(table[:, 2] > lengths[docs]) or np.any(table[:, 1] >= table[:, 2]):
+            starts, ends = table[:, 1], table[:, 2]
+            if (docs.min() < 0 or docs.max() >= len(documents) or np.any(np.diff(docs) < 0)
+                    or np.any(starts < 0) or np.any(ends > lengths[docs]) or np.any(starts >= ends)):
                 raise IndexFormatError(f"{folder}: a passage no longer fits inside its document")
         ann = faiss.read_index(str(folder / "ann.faiss")) if meta.get("ann") else None
         if ann is not None and ann.ntotal != n:
             raise IndexFormatError(f"{folder}: ann.faiss holds {ann.ntotal} vectors for {n} passages")
-        return cls(folder.name, meta, documents, entries, table, sentence_rows, spans, vectors, sentences, postings, ann)
+        return cls(folder.name, meta, documents, entries, table, sentence_rows, spans, vectors, sentences,
+                   postings, ann)
 
 
 @dataclass
@@ -316,7 +319,8 @@ def _ann_params(n: int) -> dict:
     """
     nlist = max(64, 1 << int(round(math.log2(2 * math.sqrt(n)))))
     nlist = min(nlist, max(1, n // 39))  # k-means wants at least 39 points a centroid
-    return {"type": "IVF-SQ8", "nlist": nlist, "nprobe": min(nlist, max(128, nlist // 16)), "trained_on": min(n, 100_000),
+    return {"type": "IVF-SQ8", "nlist": nlist, "nprobe": min(nlist, max(128, nlist // 16)),
+            "trained_on": min(n, 100_000),
             "rescored": "exact cosine from vectors.npy"}
 
 
@@ -343,7 +347,8 @@ def _write_segment(folder: Path, pieces: Sequence[_Piece], *, dim: int, layout: 
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     np.save(folder / "passages.npy", table, allow_pickle=False)
     np.save(folder / "sentence_rows.npy", sentence_rows, allow_pickle=False)
-    spans = np.concatenate([np.asarray(p.spans, dtype=np.int32) for p in pieces]) if pieces else np.zeros((0, 2), np.int32)
+    spans = (np.concatenate([np.asarray(p.spans, dtype=np.int32) for p in pieces]) if pieces
+             else np.zeros((0, 2), np.int32))
     np.save(folder / "sentence_spans.npy", spans.reshape(-1, 2), allow_pickle=False)
     vectors = _copy_rows(folder / "vectors.npy", [(p.vectors, p.vector_rows) for p in pieces], n, dim, np.float32)
     _copy_rows(folder / "sentences.npy", [(p.sentences, p.sentence_src) for p in pieces], m, dim, np.float16)
@@ -532,10 +537,10 @@ class Index:
                 exactly.
         """
         ids, scores = [], []
+        raw = self.live_to_raw[allowed] if allowed is not None else None
         for s, seg in enumerate(self.segments):
             off = self.raw_offsets[s]
-            if allowed is not None:
-                raw = self.live_to_raw[allowed]
+            if raw is not None:
                 rows = raw[(raw >= off) & (raw < off + len(seg))] - off
                 rows, sc = seg.exact(qv, rows)
                 rows, sc = rows[:depth], sc[:depth]
@@ -581,11 +586,11 @@ class Index:
                 # A writer may have merged segments away between our reading the manifest and them.
                 if attempt < 2 and _read_manifest(folder) != manifest:
                     continue
-                raise IndexFormatError(f"{folder} is missing a file ({exc}); rebuild it with `python -m qa index`") from exc
+                raise IndexFormatError(f"{folder} is missing a file ({exc}); {_REBUILD}") from exc
             except (OSError, KeyError, ValueError, RuntimeError) as exc:
                 if isinstance(exc, IndexFormatError):
                     raise
-                raise IndexFormatError(f"{folder} is not a readable index ({exc}); rebuild it with `python -m qa index`") from exc
+                raise IndexFormatError(f"{folder} is not a readable index ({exc}); {_REBUILD}") from exc
             return cls(manifest, segments)
         raise AssertionError("unreachable")
 
@@ -604,7 +609,7 @@ def _read_manifest(folder: Path) -> dict:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{folder}/{MANIFEST} is not readable ({exc}); rebuild it with `python -m qa index`") from exc
+        raise IndexFormatError(f"{folder}/{MANIFEST} is not readable ({exc}); {_REBUILD}") from exc
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexFormatError(
             f"{folder} has index format {manifest.get('format_version')!r}, this version reads "
@@ -682,7 +687,8 @@ def write_lock(folder: str | os.PathLike):
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexBusyError(f"{folder} is being updated by another process; try again when it has finished") from None
+            raise IndexBusyError(
+                f"{folder} is being updated by another process; try again when it has finished") from None
         try:
             yield
         finally:

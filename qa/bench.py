@@ -165,7 +165,8 @@ class EmbedderRow:
     load: str = ""
 
 
-def _load() -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for a table's last column."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
@@ -221,7 +222,7 @@ def bench_embedders(
     loads: list[list[str]] = [[] for _ in embedders]
     for _ in range(rounds):
         for i, embedder in enumerate(embedders):
-            loads[i].append(_load())
+            loads[i].append(load_average())
             seconds, vectors[i] = measure_throughput(embedder, sample)
             best[i] = min(best[i], seconds)
     rows, ref_rankings = [], None
@@ -475,7 +476,7 @@ def bench_index(
                 setting += f" rerank={rerank}"
             search = searcher(index, vectors, rerank=rerank)
             _time_queries(search, queries[:20])  # warm caches
-            load = _load()
+            load = load_average()
             found, ms = _time_queries(search, queries)
             rows.append(IndexRow(n, kind, build_text, setting, _recall(found, exact), float(np.percentile(ms, 50)),
                                  float(np.percentile(ms, 95)), build_s, size_mb, loaded["rss_mb"],
@@ -627,7 +628,7 @@ def bench_ui(*, quick: bool = False) -> UIRun:
     return UIRun(ready_s=r["start"]["ready_median_s"], first_ask_ms=float(np.median(r["start"]["first_ask_ms"])),
                  ask_p50_ms=r["latency"]["ask"]["p50_ms"], noop_p50_ms=r["latency"]["noop"]["p50_ms"],
                  ratio=r["latency"]["p50_ratio"], concurrent=f"{con['clients']} x {con['requests'] // con['clients']}",
-                 errors=con["errors"], load=_load())
+                 errors=con["errors"], load=load_average())
 
 
 def run(

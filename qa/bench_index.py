@@ -35,6 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
+from qa.bench import load_average
+
 logger = logging.getLogger(__name__)
 
 SIGMA = 0.02  # noise per coordinate of a copy: cosine about 0.93 to its original
@@ -258,10 +260,6 @@ def measure(index_dir: Path, queries: Sequence[str], new_doc: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
 def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -309,7 +307,7 @@ def _row(corpus: str, folder: Path, build_s: float, m: dict) -> IndexRun:
         rank_p50_ms=_pct(m["rank_ms"], 50), rank_p95_ms=_pct(m["rank_ms"], 95),
         search_p50_ms=_pct(m["search_ms"], 50), search_p95_ms=_pct(m["search_ms"], 95),
         recall10=m["recall10"], add_doc_s=m["add_doc_s"], delete_doc_s=m["delete_doc_s"],
-        queries=len(m["rank_ms"]), load=_load(),
+        queries=len(m["rank_ms"]), load=load_average(),
     )
 
 
@@ -375,7 +373,7 @@ def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path |
     return BuildRun(corpus="SciFact" if not max_docs else f"SciFact, first {max_docs} documents",
                     documents=m["documents"], passages=m["passages"], seconds=m["seconds"],
                     passages_per_s=m["passages"] / m["seconds"], peak_rss_mb=m["peak_rss_mb"],
-                    segments=m["segments"], backend=m["backend"], load=_load())
+                    segments=m["segments"], backend=m["backend"], load=load_average())
 
 
 BUILD_COLUMNS = [

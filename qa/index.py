@@ -446,6 +446,7 @@ class Index:
         self.entries: dict[str, dict] = {}
         self.doc_ranges: dict[str, tuple[int, int]] = {}
         self._dead: list[np.ndarray | None] = []
+        dead_masks: list[np.ndarray | None] = []
         live_blocks = []
         raw = live = 0
         for seg, info in zip(segments, manifest["segments"]):
@@ -463,11 +464,12 @@ class Index:
                 self.doc_ranges[doc.doc_id] = (live, count)
                 live += count
             dead_rows = np.concatenate(dead).astype(np.int64) if dead else None
-            self._dead.append(dead_rows)
-            alive = np.ones(len(seg), dtype=bool)
+            dead_mask = np.zeros(len(seg), dtype=bool)
             if dead_rows is not None:
-                alive[dead_rows] = False
-            live_blocks.append(raw + np.flatnonzero(alive))
+                dead_mask[dead_rows] = True
+            self._dead.append(dead_rows)
+            dead_masks.append(dead_mask if dead_rows is not None else None)
+            live_blocks.append(raw + np.flatnonzero(~dead_mask))
             raw += len(seg)
         self.raw_offsets = np.zeros(len(segments) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in segments], out=self.raw_offsets[1:])
@@ -475,13 +477,6 @@ class Index:
         self.raw_to_live = np.full(raw, -1, dtype=np.int64)
         self.raw_to_live[self.live_to_raw] = np.arange(len(self.live_to_raw))
         self._all_live = len(self.live_to_raw) == raw
-        dead_masks = []
-        for seg, dead_rows in zip(segments, self._dead):
-            mask = None
-            if dead_rows is not None:
-                mask = np.zeros(len(seg), dtype=bool)
-                mask[dead_rows] = True
-            dead_masks.append(mask)
         self.bm25 = BM25([s.postings for s in segments], dead_masks)
         self.passages = PassageList(self)
 

@@ -15,6 +15,8 @@ from qa.collection import Collection, DocumentInfo
 from qa.corpus import Document, DocumentError, load_corpus
 from qa.embedding import Embedder, ModelError
 from qa.index import Index, IndexBusyError, IndexFormatError, IndexParams, Layout, UpdateReport, update_index
+from qa.reranker import Calibration, Reranker, RerankerError
+from qa.reranker_backends import load_reranker
 from qa.retrieval import Answer, Hit, Searcher, SearchParams
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "Embedder", "ModelError",
     # index
     "Index", "IndexBusyError", "IndexFormatError", "IndexParams", "Layout", "UpdateReport", "update_index",
+    # reranker, reranker_backends
+    "Calibration", "Reranker", "RerankerError", "load_reranker",
     # retrieval
     "Answer", "Hit", "Searcher", "SearchParams",
 ]

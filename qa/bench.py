@@ -702,7 +702,8 @@ def report(result: dict) -> str:
         format_table(result["build"], bench_index.BUILD_COLUMNS),
         f"Index end to end: {result['queries']} SciFact claims asked one at a time in a fresh process that loaded "
         "the index and the embedder. rank = embed + dense + BM25 + fusion + best-sentence re-scoring; answer = "
-        "rank + quotes, highlights, corroboration (what /ask returns). Copies of SciFact beyond the first carry "
+        "rank + quotes, highlights, corroboration without the relevance model; reranked = the answer /ask "
+        "returns, with the relevance model reading the best first-stage passages. Copies of SciFact beyond the first carry "
         "noisy vectors; build s is writing the index from vectors (embedding them is the build table's rate). "
         "RSS after the questions, with the embedder loaded.",
         format_table(result["system"], bench_index.COLUMNS),

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 RERANKER_FILE = Path(__file__).resolve().parent.parent / "models" / "reranker.safetensors"
 # The sha256 of the shipped weights: a file that differs is refused.
-RERANKER_SHA256 = ""
+RERANKER_SHA256 = "382bfbc05efa227284daf2bcca595df24c86c56298c4bb5792d7be7f276cf075"
 MAX_PAIR_WORDPIECES = 256
 MAX_QUESTION_WORDPIECES = 64
 HIDDEN = 384
@@ -141,7 +141,7 @@ def read_weights(path: str | Path, expected_sha256: str | None) -> tuple[dict, R
     Raises:
         RerankerError: the file is missing, its hash differs, or it is not a weights file.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -156,7 +156,7 @@ def read_weights(path: str | Path, expected_sha256: str | None) -> tuple[dict, R
             tensors = {k: f.get_tensor(k).float() for k in f.keys()}
         config = RerankerConfig(**json.loads(meta["config"]))
         calibration = Calibration(**json.loads(meta["calibration"]))
-    except (KeyError, ValueError, TypeError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, SafetensorError) as exc:
         raise RerankerError(f"{path} is not a relevance model file: {exc}") from None
     return tensors, config, calibration
 

@@ -22,6 +22,9 @@ MAX_QUESTION_CHARS = 2000
 MAX_HISTORY_TURNS = 50
 MAX_DOC_ID_CHARS = 4096  # a path relative to the corpus folder (PATH_MAX)
 FOLLOW_UP_WEIGHT = 0.5  # weight of the previous question's vector in a follow-up's query
+# A follow-up is steered by the start of the question before it: its subject. Any longer, and the
+# history would cost more than the question (a 2,000-character turn is 256 word pieces to embed).
+FOLLOW_UP_CONTEXT_CHARS = 300
 FUSIONS = ("rrf", "linear")
 MODES = ("hybrid", "dense", "bm25")
 
@@ -164,6 +167,16 @@ def previous_questions(history: Sequence | None) -> list[str]:
     return [q.strip() for q in out if q.strip()]
 
 
+def follow_up_context(earlier: Sequence[str]) -> str:
+    """What a follow-up takes from the conversation: the previous question, cut to
+    FOLLOW_UP_CONTEXT_CHARS at a word boundary."""
+    text = earlier[-1]
+    if len(text) <= FOLLOW_UP_CONTEXT_CHARS:
+        return text
+    words = text[:FOLLOW_UP_CONTEXT_CHARS].rsplit(None, 1)
+    return words[0] if len(words) == 2 else text[:FOLLOW_UP_CONTEXT_CHARS]
+
+
 def contextual_query(question: str, history: Sequence | None) -> str:
     """The text to search BM25 for: the question, preceded by the previous one when it refers back.
 
@@ -172,7 +185,7 @@ def contextual_query(question: str, history: Sequence | None) -> str:
     """
     earlier = previous_questions(history)
     if earlier and _REFERRING.search(question):
-        return f"{earlier[-1]} {question}"
+        return f"{follow_up_context(earlier)} {question}"
     return question
 
 
@@ -374,7 +387,7 @@ class Searcher:
             # A follow-up: the question leads and the one before steers. Adding the two
             # vectors keeps "where" in charge, where embedding the joined text let the
             # earlier question's subject take over (measured on "Where were they held?").
-            now, before = self._question_vector(q), self._question_vector(earlier[-1])
+            now, before = self._question_vector(q), self._question_vector(follow_up_context(earlier))
             qv = now + FOLLOW_UP_WEIGHT * before
             qv = (qv / np.linalg.norm(qv)).astype(np.float32)
         else:

@@ -57,6 +57,7 @@ import gradio as gr  # noqa: E402
 
 from qa import Collection, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
 from qa.arguments import check_count, check_flag, check_list, check_text_list  # noqa: E402
+from qa.citations import relevance_words  # noqa: E402
 from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS  # noqa: E402
 
 logger = logging.getLogger("ui")
@@ -193,6 +194,13 @@ def _also_in_html(passage: dict) -> str:
     return f'<div class="qa-also">also reported in: {cites}</div>'
 
 
+def _judged(p: dict) -> str:
+    """The relevance model's verdict in words, or the first-stage score when it did not run."""
+    if p.get("relevance") is None:
+        return f"score {p['score']:.4f}"
+    return relevance_words(p["relevance"])
+
+
 def render_passages(passages: list[dict], turn: int | None = None) -> str:
     """Numbered quotes, the answering sentence marked, each with its citation and score.
 
@@ -208,7 +216,7 @@ def render_passages(passages: list[dict], turn: int | None = None) -> str:
             f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span>'
             f"{_quote_html(p)}</div>"
             f'<div class="qa-cite">— {title} · {_escape(p["doc_id"])} · {_where(p)}'
-            f' · score {p["score"]:.4f}</div>{_also_in_html(p)}</div>'
+            f" · {_escape(_judged(p))}</div>{_also_in_html(p)}</div>"
         )
     return "".join(out)
 
@@ -505,7 +513,7 @@ class QAApp:
             doc_ids: search only these documents (doc_ids from /documents); empty or null for all.
 
         Returns:
-            {question, answered, reason (when not answered), passages: best first, each {rank, doc_id, title, start, end, quote, score, highlight}}
+            {question, answered, reason (when not answered), passages: best first, each {rank, doc_id, title, start, end, quote, score, relevance, highlight, also_in}}
         """
         k = check_count(k, "k", low=1, high=MAX_K)
         history = check_text_list(history, "history", max_items=MAX_HISTORY_TURNS, max_chars=MAX_QUESTION_CHARS)

@@ -141,6 +141,19 @@ def may_be_same(a: set[str], b: set[str]) -> bool:
     return min(len(a), len(b)) >= SAME_MIN_WORDS and word_containment(a, b) >= SAME_MIN_CONTAINMENT
 
 
+# How a reader is told the relevance model's probability that a passage answers.
+_RELEVANCE_WORDS = ((0.75, "very likely answers the question"), (0.4, "likely answers the question"),
+                    (0.15, "may answer the question"), (0.0, "probably does not answer the question"))
+
+
+def relevance_words(relevance: float | None) -> str:
+    """The relevance probability in words with its percentage, e.g. "likely answers the question (62%)"."""
+    if relevance is None:
+        return ""
+    words = next(w for floor, w in _RELEVANCE_WORDS if relevance >= floor)
+    return f"{words} ({relevance:.0%})"
+
+
 def render_text(answer: "Answer") -> str:
     """Numbered quotes with citations, the answering sentence marked with »…«."""
     lines = [f"Q: {answer.question}"]
@@ -158,7 +171,8 @@ def render_text(answer: "Answer") -> str:
             quote = f"{quote[:a]}»{quote[a:b]}«{quote[b:]}"
         body = "\n".join("   " + line if line.strip() else "" for line in quote.splitlines())
         lines.append(f"[{hit.rank}] {body.lstrip()}")
-        lines.append(f"    — {hit.title} ({hit.doc_id}, characters {hit.start}–{hit.end}), score {hit.score:.4f}")
+        judged = relevance_words(hit.relevance) if hit.relevance is not None else f"score {hit.score:.4f}"
+        lines.append(f"    — {hit.title} ({hit.doc_id}, characters {hit.start}–{hit.end}), {judged}")
         for other in hit.also_in:
             lines.append(f"    also reported in: {other.title} ({other.doc_id}, characters {other.start}–{other.end})")
         lines.append("")

@@ -110,7 +110,7 @@ def test_dense_only_ranking_matches_brute_force(seed_index, embedder, q):
     top = searcher.search(q, k=3).passages[0]
     best, cos = _brute_force_dense(seed_index, embedder, q)
     assert (top.doc_id, top.start, top.end) == (best.doc_id, best.start, best.end)
-    assert top.relevance == pytest.approx(cos, abs=1e-5)
+    assert top.cosine == pytest.approx(cos, abs=1e-5)
 
 
 @pytest.mark.parametrize("q", [q for q, _, _ in KNOWN_QUESTIONS[:3]])

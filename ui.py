@@ -73,7 +73,8 @@ ASK_CONCURRENCY = 8
 WRITE_GROUP = "write"
 # Gradio refuses bigger uploads outright; below it the library's check explains its 10 MB limit.
 MAX_UPLOAD = "50mb"
-# An upload that was never added to the index is removed after this long (and when the app stops).
+# An upload never added to the index is removed after this long (checked every 10 minutes, and at each
+# upload), and the whole folder when the app stops.
 UPLOAD_MAX_AGE_S = 3600
 # A request's JSON body: the largest valid /ask (2,000 characters of question and 50 of history,
 # each character escaped as \uXXXX\uXXXX) is 1.2 MB. Bigger bodies are refused before they are
@@ -340,7 +341,17 @@ def upload_folder() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="qa-uploads-")).resolve()  # mode 0700
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    threading.Thread(target=_sweep_regularly, name="sweep-uploads", daemon=True).start()
     return folder
+
+
+def _sweep_regularly() -> None:
+    while True:
+        time.sleep(UPLOAD_MAX_AGE_S / 6)
+        try:
+            _sweep_uploads()
+        except OSError:  # a file removed meanwhile; the next sweep takes the rest
+            logger.debug("sweeping the upload folder failed", exc_info=True)
 
 
 def _in_uploads(path: str | os.PathLike) -> bool:

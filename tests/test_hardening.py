@@ -523,6 +523,7 @@ def test_uploads_go_to_the_apps_own_folder_and_are_never_served(app, client, tmp
                           files={"files": ("upload_note.txt", note.read_bytes(), "text/plain")}).json()[0]
     assert Path(uploaded).is_relative_to(folder)
     assert _fetch(app, uploaded) == 403  # not even before it is added
+    assert _fetch(app, f"{folder}/x/..{uploaded[len(str(folder)):]}") == 403  # nor by another spelling
     report = client.predict([handle_file(str(note))], False, api_name="/add_documents")
     assert report["added"] == ["upload_note.txt"]
     assert not Path(uploaded).exists()  # read, then removed
@@ -530,6 +531,18 @@ def test_uploads_go_to_the_apps_own_folder_and_are_never_served(app, client, tmp
     assert _fetch(app, uploaded) in (403, 404)
     assert list(folder.rglob("upload_note.txt")) == []
     assert list((Path(tempfile.gettempdir()) / "gradio").rglob("upload_note.txt")) == []
+
+
+def test_an_upload_never_added_is_swept_after_an_hour():
+    folder = ui.upload_folder()
+    old, new = folder / "abandoned" / "old.txt", folder / "abandoned" / "new.txt"
+    old.parent.mkdir(exist_ok=True)
+    old.write_text("old"), new.write_text("new")
+    os.utime(old, (time.time() - ui.UPLOAD_MAX_AGE_S - 60,) * 2)
+    ui._sweep_uploads()
+    assert not old.exists() and new.exists()
+    ui._discard_uploads([new])
+    assert not old.parent.exists()
 
 
 def test_a_refused_upload_is_removed_too(app, tmp_path):

@@ -94,13 +94,11 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
     from qa.corpus import Document
     from qa.index import IndexParams
 
-    from tokenizers import Tokenizer
-
     from qa.beir import load_beir, record_text
-    from qa.embedding import bundled_model_path
+    from qa.embedding import bundled_model_path, open_tokenizer
 
     bench = load_beir(folder)
-    counter = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
+    counter = open_tokenizer(bundled_model_path())
     counter.no_truncation()
     counter.no_padding()
 

@@ -823,7 +823,8 @@ def update_index(
     elif not Path(corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder not found: {corpus_dir}")
     else:
-        files = {d: Path(corpus_dir) / d for d in sorted(set(only)) if (Path(corpus_dir) / d).is_file()}
+        files = {d: Path(corpus_dir) / d for d in sorted(set(only))
+                 if (Path(corpus_dir) / d).is_file() and not (Path(corpus_dir) / d).is_symlink()}
     report = UpdateReport()
     with write_lock(index_dir):
         index = _open_for_update(index_dir, embedder, params, corpus_dir, report, current)

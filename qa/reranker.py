@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.embedding import ModelError, bundled_model_path, check_weights, file_sha256
+from qa.embedding import ModelError, bundled_model_path, check_model_files, file_sha256, open_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def build_network(layers: int, model_dir: Path | None = None):
     from transformers import AutoModel
 
     model_dir = model_dir or bundled_model_path()
-    check_weights(model_dir)
+    check_model_files(model_dir)  # AutoModel reads config.json as well as the weights
 
     class CrossEncoder(torch.nn.Module):
         def __init__(self):
@@ -165,7 +165,7 @@ def load_network(path: str | Path = RERANKER_FILE, expected_sha256: str | None =
     """The trained cross-encoder in torch (fp32, eval mode), its config and calibration."""
     tensors, config, calibration = read_weights(path, expected_sha256 or None)
     base = bundled_model_path()
-    if config.base_sha256 and check_weights(base) != config.base_sha256:
+    if config.base_sha256 and check_model_files(base) != config.base_sha256:
         raise RerankerError(f"{path} was trained from other base weights ({config.base_sha256[:12]})")
     net = build_network(config.layers, base)
     missing = set(trained_parameters(net)) - set(tensors)
@@ -183,12 +183,10 @@ class PairEncoder:
     """Word pieces of (question, passage) pairs, and which tokens fall in which sentence."""
 
     def __init__(self, model_dir: Path | None = None):
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_file(str((model_dir or bundled_model_path()) / "tokenizer.json"))
+        self._tokenizer = open_tokenizer(model_dir or bundled_model_path())
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=MAX_PAIR_WORDPIECES, strategy="only_second")
-        self._questions = Tokenizer.from_file(str((model_dir or bundled_model_path()) / "tokenizer.json"))
+        self._questions = open_tokenizer(model_dir or bundled_model_path())
         self._questions.no_padding()
         self._questions.enable_truncation(max_length=MAX_QUESTION_WORDPIECES)
 

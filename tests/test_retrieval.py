@@ -82,7 +82,10 @@ def test_answer_to_dict_is_the_result_contract(searcher):
     assert d["passages"]
     for p in d["passages"]:
         # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
-        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in"}
+        # issue 9 adds "relevance": null here, where the search runs without the relevance model
+        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "relevance", "highlight",
+                          "also_in"}
+        assert p["relevance"] is None
         assert isinstance(p["also_in"], list)
         assert all(set(c) == {"doc_id", "title", "start", "end"} for c in p["also_in"])
         assert all(isinstance(p[key], int) and not isinstance(p[key], bool) for key in ("rank", "start", "end"))

@@ -73,7 +73,7 @@ class SearchParams:
     sentence_weight: float = 0.5
     rescore_depth: int = 30
     min_relevance: float = 0.19
-    rerank_depth: int = 12
+    rerank_depth: int = 8
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:

@@ -17,7 +17,7 @@ from qa.index import Index
 
 CONTRACT_KEYS = {"question", "answered", "passages"}
 # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
-PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in"}
+PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "relevance", "highlight", "also_in"}
 CITATION_KEYS = {"doc_id", "title", "start", "end"}
 
 
@@ -33,6 +33,7 @@ def check_contract(obj: dict, corpus, *, k: int) -> None:
         for key in ("doc_id", "title", "quote"):
             assert type(p[key]) is str
         assert type(p["score"]) is float
+        assert type(p["relevance"]) is float and 0.0 <= p["relevance"] <= 1.0
         text = (corpus / p["doc_id"]).read_bytes().decode("utf-8").removeprefix("\ufeff")
         assert text[p["start"] : p["end"]] == p["quote"]
         hl = p["highlight"]
@@ -132,7 +133,7 @@ def test_ask_prints_numbered_cited_quotes(built, capsys):
     assert code == 0
     assert out.startswith(f"Q: {q}")
     assert "\n[1] " in out and "\n[2] " in out
-    assert re.search(r"\n    — .+ \([^,]+\.txt, characters \d+–\d+\), score \d\.\d{4}\n", out)
+    assert re.search(r"\n    — .+ \([^,]+\.txt, characters \d+–\d+\), [a-z ]+ answers? the question \(\d+%\)\n", out)
     assert f"({doc}, characters " in out
     assert "»" in out and "«" in out  # the answering sentence is marked
 

@@ -24,6 +24,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from importlib import metadata
 from typing import Callable
 from urllib.parse import urlsplit
@@ -91,6 +92,7 @@ def kind_of(name: str) -> str:
     raise ExtractionError(f"only {', '.join(SUFFIXES)} files can be read")
 
 
+@lru_cache(maxsize=None)
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -98,12 +100,21 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def extractor_name(name: str) -> str:
-    """The extractor that reads a file of this name, with its library's version: recorded per document."""
-    kind = kind_of(name)
+@lru_cache(maxsize=64)
+def _extractor_of_kind(kind: str) -> str:
     library = {"text": "", "html": f" trafilatura {_version('trafilatura')}",
                "pdf": f" pypdfium2 {_version('pypdfium2')}", "docx": f" python-docx {_version('python-docx')}"}[kind]
     return f"{kind} v{EXTRACT_VERSION}{library}"
+
+
+def extractor_name(name: str) -> str:
+    """The extractor that reads a file of this name, with its library's version: recorded per document."""
+    return _extractor_of_kind(kind_of(name))
+
+
+def extractors() -> dict[str, str]:
+    """The extractor of each kind of file, as recorded in an index manifest."""
+    return {kind: _extractor_of_kind(kind) for kind in ("text", "html", "pdf", "docx")}
 
 
 def extract(name: str, data: bytes) -> Extracted:
@@ -300,9 +311,10 @@ def reflow_page(raw: str) -> str:
     """One page's text layer as paragraphs: one line per paragraph, heading or short line.
 
     PDFium ends lines with CR LF and marks a word broken at a line end with U+0002:
-    such words are joined again. Lines are joined with a space unless a line is
-    short (well under the page's usual width) and ends a sentence, or is a heading;
-    ligatures (U+FB00-FB06) are unfolded and control characters dropped.
+    such words are joined again. A line is joined to the next with a space unless
+    it ends a sentence short of the page's usual line width or before a short
+    line (a paragraph's last line), or it is short and ends no sentence (a heading,
+    a caption, a list item). Ligatures (U+FB00-FB06) are unfolded and control characters dropped.
     """
     text = _LIGATURES.sub(lambda m: unicodedata.normalize("NFKC", m.group()), raw)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xad\n", "\x02\n")
@@ -310,27 +322,29 @@ def reflow_page(raw: str) -> str:
     lines = [line.strip() for line in text.split("\n")]
     widths = sorted(len(line) for line in lines if len(line) >= 20)
     usual = widths[len(widths) * 3 // 4] if widths else 0
+
+    def short(line: str) -> bool:
+        return len(line) < 0.7 * usual
+
     out: list[str] = []
-    joiner = ""
-    for line in lines:
-        broken = line.endswith("\x02")
-        line = _CONTROL.sub("", line.rstrip("\x02")).strip()
+    previous, broken = "", False
+    for raw_line in lines:
+        line = _CONTROL.sub("", raw_line.rstrip("\x02")).strip()
         if not line:
-            if out and out[-1] != "\n":
-                out.append("\n")
-            joiner = ""
+            previous, broken = "", False
             continue
-        out.append(joiner + line if out and out[-1] != "\n" else line)
-        if broken:
-            joiner = ""
-        elif len(line) < 0.7 * usual or not usual:
-            # a short line: a heading, a list item or the last line of a paragraph
+        if not previous:
+            out.append("\n" if out else "")
+        elif broken:
+            pass  # a word broken at the line end: joined without its hyphen
+        elif not usual or (_SENTENCE_END.search(previous) and (len(previous) < 0.9 * usual or short(line))) or (
+                short(previous) and not _SENTENCE_END.search(previous)):
             out.append("\n")
-            joiner = ""
         else:
-            joiner = " "
-    page = "".join(out)
-    return re.sub(r"\n{2,}", "\n", page).strip()
+            out.append(" ")
+        out.append(line)
+        previous, broken = line, raw_line.endswith("\x02")
+    return "".join(out).strip()
 
 
 def _pdf_date(value: str | None) -> str | None:

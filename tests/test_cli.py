@@ -16,9 +16,10 @@ from qa.cli import main
 from qa.index import Index
 
 CONTRACT_KEYS = {"question", "answered", "passages"}
-# issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
-PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in"}
-CITATION_KEYS = {"doc_id", "title", "start", "end"}
+# issue 2's contract, plus issue 4's "also_in" (other reports of the same passage) and
+# issue 10's "page" and "source" (where the quote is, and where its document comes from)
+PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in", "page", "source"}
+CITATION_KEYS = {"doc_id", "title", "start", "end", "page", "source"}
 
 
 def check_contract(obj: dict, corpus, *, k: int) -> None:

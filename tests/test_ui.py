@@ -217,7 +217,8 @@ BAD_UPLOADS = [
     ("empty.txt", b"", "the file is empty"),
     ("blank.md", b"  \n\n\t \n", "the file is empty"),
     ("huge.txt", b"a" * (11 * 1024 * 1024), "over the 10 MB limit"),
-    ("notes.pdf", b"%PDF-1.4 not a text file", "only .txt and .md files can be added"),
+    ("notes.pdf", b"%PDF-1.4 not a text file", "notes.pdf: not a readable PDF"),
+    ("notes.exe", b"MZ", "only .txt, .md, .html, .htm, .pdf and .docx files can be added"),
     (".hidden.txt", b"Hidden\nA hidden file.\n", "hidden names are not allowed"),
     ("000_93644d6605fbd4ae.txt", b"Clash\nA file with a name already in the corpus.\n", "already exists"),
 ]

@@ -12,7 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.citations import SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, may_be_same
+from qa.citations import (
+    SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, describe_filters, may_be_same,
+)
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.lexical import tokenize
@@ -429,7 +431,7 @@ class Searcher:
         if len(self.index) == 0:
             return Answer(q, False, [], reason="the index holds no passages", filters=filters)
         if mask is not None and not mask.any():
-            return Answer(q, False, [], reason=f"no document passes the filters ({_describe(filters)})",
+            return Answer(q, False, [], reason=f"no document passes the filters ({describe_filters(filters.to_dict())})",
                           filters=filters)
         query = contextual_query(q, history)
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
@@ -483,14 +485,3 @@ class Searcher:
             f"needed {self.params.min_relevance:.2f})"
         )
         return Answer(q, answered, hits, reason=reason, filters=filters)
-
-
-def _describe(filters: Filters) -> str:
-    parts = []
-    if filters.doc_ids:
-        parts.append(f"documents {', '.join(filters.doc_ids)}")
-    if filters.sites:
-        parts.append(f"sites {', '.join(filters.sites)}")
-    if filters.since or filters.until:
-        parts.append(f"dated {filters.since or '…'} to {filters.until or '…'}")
-    return "; ".join(parts)

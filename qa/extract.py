@@ -185,6 +185,9 @@ def _front_matter(block: str) -> dict:
 # -- HTML ----------------------------------------------------------------------------
 
 
+MIN_ARTICLE_WORDS = 15
+
+
 def extract_html(data: bytes) -> Extracted:
     import trafilatura
 
@@ -194,7 +197,8 @@ def extract_html(data: bytes) -> Extracted:
     except Exception as exc:  # noqa: BLE001 - lxml and trafilatura raise many kinds on broken input
         raise ExtractionError(f"not a readable HTML page ({type(exc).__name__}: {exc})") from None
     text = (doc.text if doc is not None else None) or ""
-    if not text.strip():
+    # trafilatura falls back to whatever text a page has: a menu's links are not an article.
+    if len(text.split()) < MIN_ARTICLE_WORDS or not any(len(line.split()) >= 6 for line in text.splitlines()):
         raise ExtractionError("no article text found in the page (a page of links, or one that needs JavaScript?)")
     text = _rest_of_split_body(data, text)
     url = _clean(doc.url)
@@ -221,8 +225,10 @@ def _rest_of_split_body(data: bytes, text: str) -> str:
     import lxml.html
     import trafilatura
 
+    from trafilatura.utils import decode_file
+
     try:
-        tree = lxml.html.fromstring(data)
+        tree = lxml.html.fromstring(decode_file(data))
     except (ValueError, lxml.etree.ParserError):
         return text
     have = {" ".join(line.split()) for line in text.split("\n")}
@@ -261,6 +267,8 @@ def _host(url: str) -> str | None:
 _LIGATURES = re.compile("[\ufb00-\ufb06]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _REPLACEMENT_RUN = re.compile("\ufffd{2,}")
+_CONTINUES = re.compile(r"[a-z]|\d+(?![.)\d])")  # a line starting so carries on the sentence before
+_OPEN_END = re.compile(r"(?i)(?:[,\-–—]|\b(?:the|a|an|of|to|and|or|in|on|for|with|by|at|from|that|as|is|are|was|were|be))$")
 _SENTENCE_END = re.compile(r"[.!?:;\"”’)\]]$")
 # A page is read as text when it has at least this many letters or digits; fewer
 # is a scan, a stamp or a page number, and the file is refused as having no text layer.
@@ -337,6 +345,8 @@ def reflow_page(raw: str) -> str:
             out.append("\n" if out else "")
         elif broken:
             pass  # a word broken at the line end: joined without its hyphen
+        elif _CONTINUES.match(line) or _OPEN_END.search(previous):
+            out.append(" ")  # a sentence goes on: "... ext." / "61200 at least", "... agenda. The" / "Board"
         elif not usual or (_SENTENCE_END.search(previous) and (len(previous) < 0.9 * usual or short(line))) or (
                 short(previous) and not _SENTENCE_END.search(previous)):
             out.append("\n")

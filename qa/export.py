@@ -63,8 +63,8 @@ def conversation_markdown(results: Sequence[Mapping]) -> str:
         if r.get("filters"):
             lines += [f"*Filters: {_inline(describe_filters(r['filters']))}*", ""]
         if not r.get("answered", True):
-            reason = f" ({r['reason']})" if r.get("reason") else ""
-            lines += [f"The corpus does not answer this question{_inline(reason)}."
+            reason = f" ({_inline(r['reason'])})" if r.get("reason") else ""
+            lines += [f"The corpus does not answer this question{reason}."
                       + (" The closest passages:" if r["passages"] else ""), ""]
         for p in r["passages"]:
             lines.append(f"{p.get('rank', '-')}. {_quote_markdown(p)}")

@@ -274,3 +274,47 @@ def test_eval_bad_line_names_it(built, tmp_path, capsys):
     path.write_text('{"question": "ok?", "doc": null}\nnot json\n', encoding="utf-8")
     code, _, err = run(capsys, "eval", str(path), "--index", str(index_dir), "-q")
     assert code == 2 and f"{path}:2: not a question object" in err
+
+
+# -- issue 10: formats, filters, qa document ---------------------------------------------------
+
+
+@pytest.fixture
+def mixed(tmp_path, built):
+    """The seed copy plus an HTML page, a PDF and a front-matter note, indexed."""
+    from makefiles import make_article_html, make_pdf
+    from test_extract import ARTICLE
+
+    corpus, index_dir = built
+    (corpus / "storm.html").write_bytes(make_article_html(ARTICLE))
+    (corpus / "trust.pdf").write_bytes(make_pdf(["Intro page of the trust report.",
+                                                 "Some 41,500 visitors climbed the Skerry lighthouse this summer."]))
+    assert main(["index", "--corpus", str(corpus), "--index", str(index_dir), "-q"]) == 0
+    return corpus, index_dir
+
+
+def test_document_prints_the_indexed_text_and_source(mixed, capsys):
+    _, index_dir = mixed
+    code, out, _ = run(capsys, "document", "storm.html", "--index", str(index_dir), "--json")
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == {"doc_id", "title", "text", "source"}
+    assert doc["source"] == {"url": "https://gazette.example/2026/11/03/record-storm", "site": "The Harbour Gazette",
+                             "author": "Jane Doe", "date": "2026-11-03"}
+    assert "nine metres" in doc["text"] and "newsletter" not in doc["text"]
+    code, out, _ = run(capsys, "document", "trust.pdf", "--index", str(index_dir))
+    assert code == 0 and "2 pages" in out and "41,500 visitors" in out
+    code, _, err = run(capsys, "document", "nope.pdf", "--index", str(index_dir))
+    assert code == 2 and "error: no document 'nope.pdf' in the index" in err
+
+
+def test_ask_with_site_and_date_filters(mixed, capsys):
+    _, index_dir = mixed
+    code, out, _ = run(capsys, "ask", "--index", str(index_dir), "--json", "--site", "The Harbour Gazette",
+                       "--since", "2026-11-01", "How high were the waves?")
+    result = json.loads(out)
+    assert code == 0 and result["filters"] == {"sites": ["The Harbour Gazette"], "since": "2026-11-01"}
+    assert {p["doc_id"] for p in result["passages"]} == {"storm.html"}
+    code, out, _ = run(capsys, "ask", "--index", str(index_dir), "-k", "1", "How many visitors climbed the lighthouse?")
+    assert code == 0 and ", p. 2 (trust.pdf, characters" in out
+    code, _, err = run(capsys, "ask", "--index", str(index_dir), "--until", "2026-02-30", "Why?")
+    assert code == 2 and "error: until must be a date as YYYY-MM-DD" in err

@@ -545,7 +545,8 @@ def test_export_gives_markdown_and_json_of_a_conversation(client):
     second = client.predict(UNANSWERABLE, 1, api_name="/ask")
     md = client.predict([first, second], "markdown", api_name="/export")
     assert f"## 1. {RETREAT[0]}" in md and "## 2. Who painted the Mona Lisa?" in md
-    assert f"({RETREAT[1].replace('_', '\\_')}, characters" in md and "The corpus does not answer this question" in md
+    escaped = RETREAT[1].replace("_", "\\_")  # Markdown's escape
+    assert f"({escaped}, characters" in md and "The corpus does not answer this question" in md
     data = __import__("json").loads(client.predict([first, second], "json", api_name="/export"))
     assert [t["question"] for t in data["turns"]] == [RETREAT[0], UNANSWERABLE]
     assert all("citation" in p and "copy" in p for p in data["turns"][0]["passages"])

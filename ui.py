@@ -88,7 +88,7 @@ CSS = """
 .qa-quote { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
 .qa-rank { font-weight: 600; margin-right: 0.3em; user-select: none; -webkit-user-select: none; }
 .qa-cite { font-size: 0.88em; opacity: 0.9; margin-top: 0.2em; padding-left: 0.9em; }
-.qa-where { font-size: 0.8em; opacity: 0.7; padding-left: 0.9em; }
+.qa-where { font-size: 0.9em; opacity: 0.75; }
 .qa-also { font-size: 0.85em; opacity: 0.85; padding-left: 0.9em; }
 .qa-filters { font-size: 0.85em; margin-bottom: 0.5em; padding: 0.2em 0.5em; border-radius: 4px;
   background: var(--background-fill-secondary); }
@@ -294,10 +294,10 @@ def render_passages(passages: list[dict], turn: int | None = None) -> str:
         out.append(
             f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span> '
             f"{_quote_html(p)}</div>"
-            f'<div class="qa-cite">— {_citation_html(p, link)}'
+            f'<div class="qa-cite"><div class="qa-ref">— {_citation_html(p, link)}'
             f'<button class="qa-copy" type="button" title="Copy the quote and its citation">Copy</button>'
             f'<span class="qa-copy-text">{copy}</span></div>'
-            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · score {p["score"]:.4f}</div>'
+            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · score {p["score"]:.4f}</div></div>'
             f"{_also_in_html(p, turn, i)}</div>"
         )
     return "".join(out)
@@ -582,7 +582,7 @@ class QAApp:
         """
         if question is None:
             return (gr.skip(),) * 8
-        pending = chat[:-2] if len(chat) >= 2 and chat[-1].get("content") == SEARCHING else chat
+        pending = chat[:-2]  # without the question and the "searching" reply that pose added
         try:
             result = self.ask(question, k, questions, doc_ids, sites, since, until)
         except gr.Error as exc:
@@ -764,8 +764,8 @@ def build_app(collection: Collection) -> gr.Blocks:
 
         # Enter, "Ask" and a click on an example show the question at once, then answer it.
         pose = (app.pose, [question, chat, k, since, until], [pending, chat, question])
-        answer_after(gr.on([question.submit, send.click], *pose, queue=False, **private))
-        answer_after(examples.load_input_event.then(*pose, queue=False, **private))
+        answer_after(gr.on([question.submit, send.click], *pose, **private))
+        answer_after(examples.load_input_event.then(*pose, **private))
         hidden = gr.update(value=None, visible=False)
         forget = (lambda: ([], [], [], None, gr.update(choices=[], value=None, visible=False), "", hidden, hidden,
                            [], [], "", ""),

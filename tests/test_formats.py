@@ -225,3 +225,20 @@ def test_real_news_pages_have_no_boilerplate_in_any_passage(fixture_collection):
         text = norm(" ".join(index.quote(i) for i in range(first, first + count)))
         for boiler in case["must_not_contain"]:
             assert norm(boiler) not in text, (case["file"], boiler)
+
+
+def test_bench_formats_measures_a_pdf_against_the_same_text(embedder):
+    from qa.bench_formats import measure_pdf_vs_txt
+
+    row = measure_pdf_vs_txt(pages=4, repeats=1, embedder=embedder)
+    assert row.pages == 4 and row.pdf_s > 0 and row.txt_s > 0 and row.ratio == row.pdf_s / row.txt_s
+    assert abs(row.pdf_passages - row.txt_passages) <= row.pages  # the same text, cut at most once more a page
+
+
+@needs_fixtures
+def test_bench_formats_scores_the_fixtures():
+    from qa.bench_formats import measure_extraction
+
+    rows = {r.kind: r for r in measure_extraction(FIXTURES)}
+    assert rows["html"].spot_found == "40/40" and rows["html"].recall >= 0.98
+    assert rows["pdf"].page_right == "6/6" and rows["docx"].spot_found == "8/8"

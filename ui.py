@@ -51,7 +51,7 @@ if __name__ == "__main__":
 import gradio as gr  # noqa: E402
 
 from qa import Collection, DocumentError, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
-from qa.citations import copy_text, describe_filters, format_date  # noqa: E402
+from qa.citations import copy_text, describe_filters, format_date, relevance_words  # noqa: E402
 from qa.export import export_conversation  # noqa: E402
 from qa.extract import SUFFIXES  # noqa: E402
 from qa.retrieval import MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
@@ -279,6 +279,13 @@ def _also_in_html(passage: dict, turn: int | None, i: int) -> str:
     return f'<div class="qa-also">also reported in: {cites}</div>'
 
 
+def _judged(p: dict) -> str:
+    """The relevance model's verdict in words, or the first-stage score when it did not run."""
+    if p.get("relevance") is None:
+        return f"score {p['score']:.4f}"
+    return relevance_words(p["relevance"])
+
+
 def render_passages(passages: list[dict], turn: int | None = None) -> str:
     """Numbered quotes, the answering sentence marked, each with its citation, a copy button and its place.
 
@@ -297,7 +304,7 @@ def render_passages(passages: list[dict], turn: int | None = None) -> str:
             f'<div class="qa-cite"><div class="qa-ref">— {_citation_html(p, link)}'
             f'<button class="qa-copy" type="button" title="Copy the quote and its citation">Copy</button>'
             f'<span class="qa-copy-text">{copy}</span></div>'
-            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · score {p["score"]:.4f}</div></div>'
+            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · {_escape(_judged(p))}</div></div>'
             f"{_also_in_html(p, turn, i)}</div>"
         )
     return "".join(out)
@@ -450,7 +457,7 @@ class QAApp:
             until: search only documents dated on or before this day (YYYY-MM-DD); empty or null for no bound.
 
         Returns:
-            {question, answered, reason (when not answered), filters (when any), passages: best first, each {rank, doc_id, title, source {url, site, author, date}, page, start, end, quote, score, highlight, also_in}}
+            {question, answered, reason (when not answered), filters (when any), passages: best first, each {rank, doc_id, title, source {url, site, author, date}, page, start, end, quote, score, relevance, highlight, also_in}}
         """
         if not isinstance(question, str):
             raise _user_error("the question must be text")

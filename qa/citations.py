@@ -177,6 +177,19 @@ def copy_text(passage: Mapping) -> str:
     return f"“{quote}” — {cite(passage.get('title'), passage.get('source'), passage.get('page'), doc_id=passage['doc_id'])}"
 
 
+# How a reader is told the relevance model's probability that a passage answers.
+_RELEVANCE_WORDS = ((0.75, "very likely answers the question"), (0.4, "likely answers the question"),
+                    (0.15, "may answer the question"), (0.0, "probably does not answer the question"))
+
+
+def relevance_words(relevance: float | None) -> str:
+    """The relevance probability in words with its percentage, e.g. "likely answers the question (62%)"."""
+    if relevance is None:
+        return ""
+    words = next(w for floor, w in _RELEVANCE_WORDS if relevance >= floor)
+    return f"{words} ({relevance:.0%})"
+
+
 def render_text(answer: "Answer") -> str:
     """Numbered quotes with citations, the answering sentence marked with »…«."""
     lines = [f"Q: {answer.question}"]
@@ -196,8 +209,9 @@ def render_text(answer: "Answer") -> str:
             quote = f"{quote[:a]}»{quote[a:b]}«{quote[b:]}"
         body = "\n".join("   " + line if line.strip() else "" for line in quote.splitlines())
         lines.append(f"[{hit.rank}] {body.lstrip()}")
+        judged = relevance_words(hit.relevance) if hit.relevance is not None else f"score {hit.score:.4f}"
         lines.append(f"    — {cite(hit.title, hit.source, hit.page)} ({hit.doc_id}, characters {hit.start}–{hit.end}), "
-                     f"score {hit.score:.4f}")
+                     f"{judged}")
         for other in hit.also_in:
             lines.append(f"    also reported in: {cite(other.title, other.source, other.page)} "
                          f"({other.doc_id}, characters {other.start}–{other.end})")

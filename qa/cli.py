@@ -167,6 +167,74 @@ def cmd_bench_quality(args) -> int:
     return 0
 
 
+def cmd_train_reranker(args) -> int:
+    from dataclasses import replace
+
+    from qa.train_reranker import TrainSettings, train_reranker
+
+    settings = TrainSettings()
+    changes = {k: getattr(args, k) for k in ("layers", "groups", "seed") if getattr(args, k) is not None}
+    report = train_reranker(args.data, args.out, work=args.work, settings=replace(settings, **changes),
+                            show_progress=not args.quiet)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {report['out']} (sha256 {report['sha256']})")
+    return 0
+
+
+def cmd_bench_relevance(args) -> int:
+    from dataclasses import asdict, replace
+
+    from qa.bench_relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
+    from qa.embedding import default_embedder
+    from qa.index import update_index
+    from qa.reranker_backends import load_reranker
+    from qa.retrieval import Searcher
+
+    work = Path(args.work)
+    embedder = default_embedder()
+    reranker = load_reranker(args.backend, **({"path": args.weights, "expected_sha256": None} if args.weights else {}))
+    base = SearchParams()
+    settings = {"first stage": (replace(base, rerank_depth=0), None)}
+    for d in args.depths:
+        settings[f"reranked top {d} ({reranker.backend})"] = (replace(base, rerank_depth=d), reranker)
+
+    def searchers(index):
+        return {name: Searcher(index, embedder, params, reranker=r) for name, (params, r) in settings.items()}
+
+    index, questions = squad_test_corpus(args.data, work / "squad-test", show_progress=not args.quiet)
+    rows = [score_squad(s, questions, name, answerable=args.questions) for name, s in searchers(index).items()]
+    result = {"squad_test": [asdict(r) for r in rows], "threshold": reranker.calibration.threshold}
+    if args.seeds:
+        seed_index, _ = update_index(DEFAULT_CORPUS, work / "seeds-index", embedder=embedder, show_progress=False)
+        result["seeds"] = {name: seed_figures(s, args.seeds) for name, s in searchers(seed_index).items()}
+    if args.scifact:
+        result["scifact_ndcg10"] = scifact_ndcg(
+            lambda ix: {name: (s, s.reranker is not None) for name, s in searchers(ix).items()},
+            args.scifact, work / "scifact", show_progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"held-out SQuAD test articles ({rows[0].extra['answerable']} answerable questions, "
+          f"{rows[0].extra['holes']} holes, {rows[0].extra['filtered']} filtered out); threshold "
+          f"{reranker.calibration.threshold:.3f}")
+    print(f"{'setting':34} {'hit@1':>6} {'hit@5':>6} {'hl@1':>6} {'false abst':>10} {'holes abst':>10} "
+          f"{'filt abst':>9} {'p50 ms':>7}")
+    for r in rows:
+        print(f"{r.setting:34} {r.hit1:6.3f} {r.hit5:6.3f} {r.highlight1:6.3f} {r.false_abstention:10.3f} "
+              f"{r.holes_abstained:10.3f} {r.filtered_abstained:9.3f} {r.p50_ms:7.1f}")
+    if "seeds" in result:
+        print("seed questions:")
+        for name, m in result["seeds"].items():
+            print(f"  {name:32} hit@1 {m['hit@1']:.3f} hit@5 {m['hit@5']:.3f} highlight {m['highlight_on_evidence']:.3f} "
+                  f"abstained {m['abstained']}/{m['unanswerable']} false {m['false_abstentions']} "
+                  f"p50 {m['p50_ms']:.1f} ms")
+    if "scifact_ndcg10" in result:
+        print("SciFact nDCG@10:")
+        for name, v in result["scifact_ndcg10"].items():
+            print(f"  {name:32} {v:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m qa", description="Answer questions with verbatim, cited quotes.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
@@ -223,6 +291,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_bench_quality)
+
+    p = sub.add_parser("train-reranker", help="train the relevance model from SQuAD and the bundled weights")
+    p.add_argument("--data", required=True, help="the SQuAD v1.1 train folder (train-v1.1.json)")
+    p.add_argument("--out", required=True, help="the weights file to write, e.g. models/reranker.safetensors")
+    p.add_argument("--work", default=None,
+                   help="folder for candidates, indexes and checkpoints (default .cache/train-reranker); "
+                        "rerun with the same folder to resume")
+    p.add_argument("--layers", type=int, default=None, help="transformer layers kept (default 6)")
+    p.add_argument("--groups", type=int, default=None, help="training questions (default 8000)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_reranker)
+
+    p = sub.add_parser("bench-relevance",
+                       help="answer quality on held-out SQuAD articles, SciFact and the seeds, with and without reranking")
+    p.add_argument("--data", required=True, help="the SQuAD v1.1 train folder")
+    p.add_argument("--scifact", default=None, help="a BEIR SciFact folder: also report nDCG@10")
+    p.add_argument("--seeds", default=None, help="the seed questions JSONL: also report qa eval's figures")
+    p.add_argument("--weights", default=None, help="a relevance model file to measure (default: the shipped one)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino", "onnx"))
+    p.add_argument("--depths", type=int, nargs="+", default=[SearchParams().rerank_depth],
+                   help="passages reranked, one row each (default %(default)s)")
+    p.add_argument("--questions", type=int, default=1000, help="answerable test questions asked (default 1000)")
+    p.add_argument("--work", default=".cache/bench-relevance", help="where its corpora and indexes are kept")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_bench_relevance)
 
     p = sub.add_parser("bench", add_help=False,
                        help="speed of embedder backends and vector indexes (python -m qa bench --help)")

@@ -15,6 +15,7 @@ from qa.extract import Source
 from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
 )
+from qa.reranker import Reranker
 from qa.retrieval import Answer, Searcher, SearchParams
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,12 @@ class Collection:
         index_params: passage parameters; an index built otherwise is rebuilt.
         layout: how the index is split into segments and searched (qa.index.Layout).
         search_params: fusion and abstention settings.
+        reranker: the relevance model (default: the shipped one, shared per process;
+            not loaded when ``search_params.rerank_depth`` is 0).
         show_progress: progress bars while embedding.
+
+    Raises:
+        RerankerError: the shipped relevance model is missing or altered.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class Collection:
         index_params: IndexParams | None = None,
         layout: Layout | None = None,
         search_params: SearchParams | None = None,
+        reranker: Reranker | None = None,
         show_progress: bool = True,
     ):
         self.corpus_dir = Path(corpus_dir)
@@ -67,6 +74,11 @@ class Collection:
         self.index_params = index_params or IndexParams()
         self.layout = layout or Layout()
         self.search_params = search_params or SearchParams()
+        if reranker is None and self.search_params.rerank_depth:
+            from qa.reranker_backends import default_reranker
+
+            reranker = default_reranker()
+        self.reranker = reranker
         self.show_progress = show_progress
         self._write = threading.Lock()
         self._searcher: Searcher | None = None
@@ -90,7 +102,7 @@ class Collection:
             logger.warning("index at %s is out of date (%s): updating it", self.index_dir, "; ".join(stale[:5]))
             self.update()
         else:
-            self._searcher = Searcher(index, self.embedder, self.search_params)
+            self._searcher = Searcher(index, self.embedder, self.search_params, reranker=self.reranker)
         return self
 
     def staleness(self, index: Index) -> list[str]:
@@ -211,7 +223,7 @@ class Collection:
             only=only, current=self._searcher.index if self._searcher is not None else None,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
-        self._searcher = Searcher(index, self.embedder, self.search_params)
+        self._searcher = Searcher(index, self.embedder, self.search_params, reranker=self.reranker)
         self.last_report = report
         return report
 

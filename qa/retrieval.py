@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from qa.citations import (
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.lexical import tokenize
+
+if TYPE_CHECKING:
+    from qa.reranker import Reranker
 
 MAX_QUESTION_CHARS = 2000
 FOLLOW_UP_WEIGHT = 0.5  # weight of the previous question's vector in a follow-up's query
@@ -49,11 +52,14 @@ class SearchParams:
             passage is as good as its best sentence); scores are then divided by
             1 + sentence_weight to stay at most 1.
         rescore_depth: how many fused passages are re-scored that way.
-        min_relevance: the best passage's cosine similarity to the question must
-            reach this for ``answered`` to be true. Calibrated with
-            scripts/calibrate_abstention.py: the middle of the gap between the seed
-            questions the corpus cannot answer (best 0.147) and those it can (lowest
-            0.237); see README, "Abstention".
+        min_relevance: without a relevance model (``rerank_depth`` 0), the best
+            passage's cosine similarity to the question must reach this for
+            ``answered`` to be true. Calibrated with scripts/calibrate_abstention.py
+            on the seed questions; see README, "Abstention".
+        rerank_depth: how many of the best first-stage passages the relevance model
+            (``qa.reranker``) reads; they are reordered by its calibrated
+            probability, which also decides ``answered``. 0 turns it off. Chosen
+            with ``python -m qa bench-relevance`` (README, "Relevance model").
     """
 
     fusion: str = "linear"
@@ -63,12 +69,15 @@ class SearchParams:
     sentence_weight: float = 0.5
     rescore_depth: int = 30
     min_relevance: float = 0.19
+    rerank_depth: int = 12
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {self.fusion!r}. Choose from {', '.join(map(repr, FUSIONS))}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ValueError("dense_weight must lie in [0, 1]")
+        if self.rerank_depth < 0:
+            raise ValueError("rerank_depth must be 0 (no reranking) or more")
 
 
 @dataclass
@@ -91,7 +100,13 @@ class Citation:
 
 @dataclass
 class Hit:
-    """One quoted passage: ``document.text[start:end] == quote``; offsets are into the whole document."""
+    """One quoted passage: ``document.text[start:end] == quote``; offsets are into the whole document.
+
+    ``score`` is the first-stage score (dense and BM25 fused, at most 1);
+    ``relevance`` is the relevance model's calibrated probability that the passage
+    answers the question (None when the search ran without it); ``cosine`` is the
+    passage vector's cosine to the question's.
+    """
 
     rank: int
     doc_id: str
@@ -102,13 +117,14 @@ class Hit:
     score: float
     highlight: Highlight | None
     also_in: list[Citation] = field(default_factory=list)
-    relevance: float = field(default=0.0, repr=False)
+    relevance: float | None = None
+    cosine: float = field(default=0.0, repr=False)
     page: int | None = None  # the 1-based page where the quote starts (PDFs), else None
     source: dict = field(default_factory=dict)  # {url, site, author, date} of the document
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("relevance")
+        d.pop("cosine")
         return d
 
 
@@ -241,10 +257,12 @@ def contextual_query(question: str, history: Sequence | None) -> str:
 class Searcher:
     """Answers questions from one loaded Index; thread-safe for concurrent readers."""
 
-    def __init__(self, index: Index, embedder: Embedder, params: SearchParams | None = None):
+    def __init__(self, index: Index, embedder: Embedder, params: SearchParams | None = None, *,
+                 reranker: "Reranker | None" = None):
         self.index = index
         self.embedder = embedder
         self.params = params or SearchParams()
+        self.reranker = reranker if self.params.rerank_depth else None
         self._sentence_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -370,8 +388,27 @@ class Searcher:
         for i in fused:
             fused[i] = (fused[i] + w * best.get(i, 0.0)) / scale
 
+    def _rerank(self, query: str, ranked: list[int], fused: dict[int, float], depth: int
+                ) -> tuple[list[int], dict[int, tuple[float, np.ndarray]]]:
+        """The first ``depth`` passages reordered by the relevance model, the rest after them.
+
+        Returns:
+            (passage numbers best first, {passage: (relevance probability, score of each of its sentences)}).
+        """
+        top = ranked[:depth]
+        if not top:
+            return ranked, {}
+        passages = [self.index.passages[i] for i in top]
+        scores = self.reranker.score(query, [self.index.quote(i) for i in top],
+                                     [[(a - p.start, b - p.start) for a, b in p.sentences] for p in passages])
+        probability = self.reranker.relevance([s.logit for s in scores], [fused[i] for i in top])
+        judged = {i: (float(pr), s.sentences) for i, pr, s in zip(top, probability, scores)}
+        order = sorted(top, key=lambda i: (-judged[i][0], i))
+        return order + ranked[depth:], judged
+
     def rank(
-        self, query: str, *, mode: str = "hybrid", depth: int | None = None, doc_ids: Sequence[str] | None = None
+        self, query: str, *, mode: str = "hybrid", depth: int | None = None, doc_ids: Sequence[str] | None = None,
+        rerank: bool = False,
     ) -> tuple[list[int], dict[int, float]]:
         """Passage numbers for a query text, best first, before collapsing (for benchmarks).
 
@@ -380,6 +417,8 @@ class Searcher:
             mode: "hybrid", "dense" or "bm25".
             depth: candidates taken from each list (default ``params.candidates``).
             doc_ids: restrict to these documents.
+            rerank: reorder the first ``params.rerank_depth`` by the relevance model
+                (if the searcher has one); their scores become its probabilities.
 
         Returns:
             (passage numbers best first, their scores).
@@ -391,6 +430,9 @@ class Searcher:
         lexical = self._start_lexical(query, mode, depth, mask)
         qv = self.embedder.embed([query])[0] if mode != "bm25" else None
         ranked, fused, _ = self._rank(query, qv, mode, depth, mask, lexical)
+        if rerank and self.reranker is not None:
+            ranked, judged = self._rerank(query, ranked, fused, self.params.rerank_depth)
+            fused = {**fused, **{i: r for i, (r, _) in judged.items()}}
         return ranked, fused
 
     def search(
@@ -446,6 +488,9 @@ class Searcher:
         else:
             qv = self.embedder.embed([q])[0]
         ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask, lexical)
+        judged: dict[int, tuple[float, np.ndarray]] = {}
+        if self.reranker is not None:
+            ranked, judged = self._rerank(query, ranked, fused, max(self.params.rerank_depth, k))
         idf = {t: self.index.idf(t) for t in set(tokenize(q))}
         expects = answer_type(q)
 
@@ -459,14 +504,20 @@ class Searcher:
             doc = self.index.documents[p.doc_id]
             inside = [n for n, s in enumerate(p.sentences) if span[0] <= s[0] and s[1] <= span[1]]
             sentences = [p.sentences[n] for n in inside]
-            similarity = self.index.sentence_vectors_of(i)[inside] @ qv
-            hl = best_sentence(doc.text, sentences, idf, similarity, expects=expects)
+            if i in judged:
+                # The relevance model's sentence scores pick the answering sentence.
+                scores = judged[i][1][inside]
+                hl = sentences[int(np.argmax(scores))] if len(sentences) else None
+            else:
+                similarity = self.index.sentence_vectors_of(i)[inside] @ qv
+                hl = best_sentence(doc.text, sentences, idf, similarity, expects=expects)
             if i not in cosine:
                 cosine[i] = float(self.index.passage_vectors(i, 1)[0] @ qv)
             hit = Hit(
                 rank=len(hits) + 1, doc_id=p.doc_id, title=doc.title, start=span[0], end=span[1],
                 quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),
-                highlight=Highlight(*hl) if hl else None, relevance=cosine[i],
+                highlight=Highlight(*hl) if hl else None,
+                relevance=round(judged[i][0], 4) if i in judged else None, cosine=cosine[i],
                 page=doc.page_of(span[0]), source=doc.source.to_dict(),
             )
             for kept in hits:
@@ -478,10 +529,17 @@ class Searcher:
                     break
             else:
                 hits.append(hit)
-        best = max(cosine.values(), default=0.0)
-        answered = best >= self.params.min_relevance
-        reason = None if answered else (
-            f"no passage is close enough to the question (best similarity {best:.2f}, "
-            f"needed {self.params.min_relevance:.2f})"
-        )
+        if self.reranker is not None:
+            best = max((r for r, _ in judged.values()), default=0.0)
+            needed = self.reranker.calibration.threshold
+            answered = best >= needed
+            reason = None if answered else (
+                f"no passage answers the question (best relevance {best:.2f}, needed {needed:.2f})")
+        else:
+            best = max(cosine.values(), default=0.0)
+            answered = best >= self.params.min_relevance
+            reason = None if answered else (
+                f"no passage is close enough to the question (best similarity {best:.2f}, "
+                f"needed {self.params.min_relevance:.2f})"
+            )
         return Answer(q, answered, hits, reason=reason, filters=filters)

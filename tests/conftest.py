@@ -151,3 +151,16 @@ def built(tmp_path, seed_build):
     shutil.copytree(seed_build[0], corpus)
     shutil.copytree(seed_build[1], index)
     return corpus, index
+
+
+@pytest.fixture(scope="session")
+def reranker():
+    """The shipped relevance model on the default backend (the fastest that matches torch)."""
+    from qa.reranker_backends import default_reranker
+
+    return default_reranker()
+
+
+@pytest.fixture(scope="session")
+def reranking_searcher(seed_index, embedder, reranker):
+    return Searcher(seed_index, embedder, reranker=reranker)

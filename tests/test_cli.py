@@ -18,7 +18,9 @@ from qa.index import Index
 CONTRACT_KEYS = {"question", "answered", "passages"}
 # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage) and
 # issue 10's "page" and "source" (where the quote is, and where its document comes from)
-PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in", "page", "source"}
+# and issue 9's "relevance" (the relevance model's probability, null without it)
+PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in", "page", "source",
+                "relevance"}
 CITATION_KEYS = {"doc_id", "title", "start", "end", "page", "source"}
 
 

@@ -84,7 +84,7 @@ def test_answer_to_dict_is_the_result_contract(searcher):
         # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage),
         # plus issue 10's "page" (null outside PDFs) and "source"
         assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in",
-                          "page", "source"}
+                          "page", "source", "relevance"}  # and issue 9's relevance
         assert p["page"] is None and p["source"] == {"url": None, "site": None, "author": None, "date": None}
         assert isinstance(p["also_in"], list)
         assert all(set(c) == {"doc_id", "title", "start", "end", "page", "source"} for c in p["also_in"])
@@ -113,7 +113,7 @@ def test_dense_only_ranking_matches_brute_force(seed_index, embedder, q):
     top = searcher.search(q, k=3).passages[0]
     best, cos = _brute_force_dense(seed_index, embedder, q)
     assert (top.doc_id, top.start, top.end) == (best.doc_id, best.start, best.end)
-    assert top.relevance == pytest.approx(cos, abs=1e-5)
+    assert top.cosine == pytest.approx(cos, abs=1e-5)
 
 
 @pytest.mark.parametrize("q", [q for q, _, _ in KNOWN_QUESTIONS[:3]])

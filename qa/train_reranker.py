@@ -1,0 +1,400 @@
+"""Train the relevance model from SQuAD and the bundled weights: ``python -m qa train-reranker``.
+
+Stages, each resumable (its output is kept in the work folder and reused):
+
+1. **Candidates.** The training articles are indexed with this project's own chunker
+   and embedder, and every sampled question is searched with the first-stage search
+   the app uses, so the model learns to reorder exactly what it will be shown. A
+   group is one question with ``group_size`` passages: the passage holding the
+   answer and the best-ranked passages that do not (other paragraphs of the article,
+   look-alikes from other articles). A share of groups are "holes": the answering
+   paragraph is left out, every passage is a negative, and the model learns that
+   nothing answers. Passages that contain the answer text elsewhere are left out
+   of negatives (they may answer too).
+2. **Training.** Binary cross-entropy on every passage, a softmax over each group's
+   passages (the positive first), and a softmax over the positive passage's
+   sentences (the one holding the answer). AdamW, linear warm-up and decay, bf16
+   autocast on the CPU, a fixed seed; a checkpoint every ``checkpoint_every`` steps.
+3. **Calibration.** On held-out validation articles (with holes cut out of them),
+   a logistic regression of "this passage holds the answer" on the model's logit
+   and the first-stage score gives the relevance probability; the abstention
+   threshold is set so that ``false_abstention`` of the answerable validation
+   questions are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from qa.squad import SquadQuestion, holds_answer, load_squad, split_articles, write_corpus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes the trained model; recorded in its file."""
+
+    layers: int = 6
+    groups: int = 8000
+    group_size: int = 8
+    hole_share: float = 0.15
+    candidate_depth: int = 30
+    batch_groups: int = 4
+    learning_rate: float = 4e-5
+    head_learning_rate: float = 1e-3
+    warmup: float = 0.05
+    seed: int = 0
+    validation_holes_per_article: int = 3
+    validation_questions: int = 1500
+    rerank_depth: int = 12
+    false_abstention: float = 0.03
+    checkpoint_every: int = 100
+
+
+# -- stage 1: candidates ---------------------------------------------------------
+
+
+def _searcher(articles, folder: Path, *, holes_per_article: int = 0, show_progress: bool = True):
+    from qa.embedding import default_embedder
+    from qa.index import update_index
+    from qa.retrieval import Searcher
+
+    questions = write_corpus(articles, folder / "corpus", holes_per_article=holes_per_article)
+    embedder = default_embedder()
+    index, _ = update_index(folder / "corpus", folder / "index", embedder=embedder, show_progress=show_progress)
+    return Searcher(index, embedder), questions
+
+
+def _passage_row(index, i: int) -> dict:
+    p = index.passages[i]
+    return {"doc_id": p.doc_id, "start": p.start, "end": p.end,
+            "sentences": [[a - p.start, b - p.start] for a, b in p.sentences]}
+
+
+def _answer_sentence(p, q: SquadQuestion) -> int:
+    a = q.answer[0]
+    return next((n for n, (s, e) in enumerate(p.sentences) if s <= a < e), -1)
+
+
+def build_groups(searcher, questions: Sequence[SquadQuestion], settings: TrainSettings, *,
+                 show_progress: bool = True) -> list[dict]:
+    """Training groups (see the module docstring), in a fixed order for a fixed seed."""
+    from tqdm.auto import tqdm
+
+    index = searcher.index
+    rng = random.Random(settings.seed)
+    answerable = [q for q in questions if not q.is_hole]
+    picked = rng.sample(answerable, min(settings.groups, len(answerable)))
+    groups = []
+    for q in tqdm(picked, desc="Finding candidates", unit="question", disable=not show_progress):
+        ranked, fused = searcher.rank(q.question)
+        top = ranked[: settings.candidate_depth]
+        hole = rng.random() < settings.hole_share
+        texts = {i: index.quote(i) for i in top}
+        first, count = index.doc_ranges[q.doc_id]
+        covering = [i for i in range(first, first + count)
+                    if index.passages[i].start <= q.answer[0] and q.answer[1] <= index.passages[i].end]
+        if not covering:
+            continue  # the answer straddles two passages
+        positive = min(covering, key=lambda i: (ranked.index(i) if i in fused else len(ranked), i))
+        negatives = [i for i in top if q.answer_text not in texts[i] and i not in covering]
+        if hole:
+            negatives = [i for i in negatives if not _overlaps(index.passages[i], q.paragraph)]
+            chosen = negatives[: settings.group_size]
+            rows = [dict(_passage_row(index, i), label=0, answer_sentence=-1, first_stage=fused.get(i, 0.0))
+                    for i in chosen]
+        else:
+            n_hard = min(3, settings.group_size - 1)
+            hard, rest = negatives[:n_hard], negatives[n_hard:]
+            chosen = hard + rng.sample(rest, min(len(rest), settings.group_size - 1 - len(hard)))
+            rows = [dict(_passage_row(index, positive), label=1,
+                         answer_sentence=_answer_sentence(index.passages[positive], q),
+                         first_stage=fused.get(positive, 0.0))]
+            rows += [dict(_passage_row(index, i), label=0, answer_sentence=-1, first_stage=fused.get(i, 0.0))
+                     for i in chosen]
+        if rows:
+            groups.append({"question": q.question, "passages": rows})
+    return groups
+
+
+def _relative(p) -> list[tuple[int, int]]:
+    return [(a - p.start, b - p.start) for a, b in p.sentences]
+
+
+def _overlaps(p, span: tuple[int, int]) -> bool:
+    return p.start < span[1] and span[0] < p.end
+
+
+# -- stage 2: training -----------------------------------------------------------
+
+
+def _batch_tensors(encoder, groups: list[dict], texts_of):
+    """Flatten groups into padded tensors, labels, group slices and the positives' sentence masks."""
+    import torch
+
+    from qa.reranker import sentence_token_masks
+
+    all_ids, all_types, labels, slices, sentence_targets = [], [], [], [], []
+    for g in groups:
+        texts = [texts_of(p) for p in g["passages"]]
+        ids, mask, types, encodings = encoder.encode(g["question"], texts)
+        base = len(all_ids)
+        slices.append((base, base + len(texts), next((n for n, p in enumerate(g["passages"]) if p["label"]), -1)))
+        for r, (p, e) in enumerate(zip(g["passages"], encodings)):
+            n = len(e.ids)
+            all_ids.append(e.ids)
+            all_types.append(e.type_ids)
+            labels.append(float(p["label"]))
+            if p["label"] and p["answer_sentence"] >= 0:
+                sentence_targets.append((base + r, e, p["sentences"], p["answer_sentence"]))
+    width = max(len(x) for x in all_ids)
+    ids = torch.zeros((len(all_ids), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    types = torch.zeros_like(ids)
+    for r, (x, t) in enumerate(zip(all_ids, all_types)):
+        ids[r, : len(x)] = torch.tensor(x)
+        types[r, : len(t)] = torch.tensor(t)
+        mask[r, : len(x)] = 1
+    sentences = [(row, torch.from_numpy(sentence_token_masks(e, spans, width)), target)
+                 for row, e, spans, target in sentence_targets]
+    return ids, mask, types, torch.tensor(labels), slices, sentences
+
+
+def _loss(net, batch):
+    import torch
+    import torch.nn.functional as F
+
+    ids, mask, types, labels, slices, sentences = batch
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, token_scores = net(ids, mask, types)
+    logits, token_scores = logits.float(), token_scores.float()
+    loss = F.binary_cross_entropy_with_logits(logits, labels)
+    listwise = [F.cross_entropy(logits[a:b][None], torch.tensor([pos])) for a, b, pos in slices if pos >= 0]
+    if listwise:
+        loss = loss + torch.stack(listwise).mean()
+    pointer = []
+    for row, masks, target in sentences:
+        if not masks[target].any():
+            continue  # the answer's sentence was cut off by truncation
+        m = masks.float()
+        scores = (m * token_scores[row][None]).sum(1) / m.sum(1).clamp(min=1.0)
+        scores = scores.masked_fill(~masks.any(1), -1e4)
+        pointer.append(F.cross_entropy(scores[None], torch.tensor([target])))
+    if pointer:
+        loss = loss + torch.stack(pointer).mean()
+    return loss
+
+
+def _save_checkpoint(path: Path, net, optimizer, scheduler, step: int) -> None:
+    import torch
+
+    from qa.reranker import trained_parameters
+
+    state = net.state_dict()
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"step": step, "model": {n: state[n] for n in trained_parameters(net)},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def train_network(groups: list[dict], texts_of, settings: TrainSettings, work: Path, *, show_progress: bool = True,
+                  stop_after: int | None = None):
+    """Fine-tune the cross-encoder on the groups; resumes from ``work/checkpoint.pt``.
+
+    Args:
+        stop_after: stop (checkpointed) once this many steps are done in all, as a
+            kill would; the next call goes on from there.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from qa.reranker import PairEncoder, build_network
+
+    torch.manual_seed(settings.seed)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    net = build_network(settings.layers)
+    for name, prm in net.named_parameters():
+        prm.requires_grad = not (name.startswith("bert.embeddings.word_embeddings")
+                                 or name.startswith("bert.embeddings.position_embeddings"))
+    heads = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("bert.")]
+    body = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith("bert.")]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": settings.learning_rate},
+                                   {"params": heads, "lr": settings.head_learning_rate}], weight_decay=0.01)
+    order = list(range(len(groups)))
+    random.Random(settings.seed + 1).shuffle(order)
+    steps = math.ceil(len(order) / settings.batch_groups)
+    warmup = max(1, int(settings.warmup * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / "checkpoint.pt"
+    step = 0
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        logger.info("resuming training at step %d of %d", step, steps)
+    encoder = PairEncoder()
+    net.train()
+    bar = tqdm(total=steps, initial=step, desc="Training the reranker", unit="step", disable=not show_progress)
+    recent: list[float] = []
+    last = steps if stop_after is None else min(steps, stop_after)
+    while step < last:
+        chunk = [groups[j] for j in order[step * settings.batch_groups : (step + 1) * settings.batch_groups]]
+        loss = _loss(net, _batch_tensors(encoder, chunk, texts_of))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        recent = (recent + [loss.item()])[-50:]
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+        if step % settings.checkpoint_every == 0 or step == last:
+            _save_checkpoint(checkpoint, net, optimizer, scheduler, step)
+    bar.close()
+    net.eval()
+    return net
+
+
+# -- stage 3: calibration --------------------------------------------------------
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, iterations: int = 50) -> np.ndarray:
+    """Weights (one per column of ``x``, then the bias) of a logistic regression, by Newton's method."""
+    X = np.hstack([x, np.ones((len(x), 1))]).astype(np.float64)
+    w = np.zeros(X.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-X @ w))
+        grad = X.T @ (p - y) + l2 * w
+        hess = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def choose_threshold(best_answerable: np.ndarray, false_abstention: float) -> float:
+    """The probability below which only ``false_abstention`` of answerable questions' best passages fall."""
+    if not len(best_answerable):
+        return 0.5
+    return float(np.quantile(best_answerable, false_abstention))
+
+
+def calibrate(scorer, searcher, questions: Sequence[SquadQuestion], settings: TrainSettings, *,
+              show_progress: bool = True) -> tuple["Calibration", dict]:
+    """Fit the relevance probability and the abstention threshold on validation questions."""
+    from tqdm.auto import tqdm
+
+    from qa.reranker import Calibration
+
+    rng = random.Random(settings.seed + 2)
+    answerable = [q for q in questions if not q.is_hole]
+    holes = [q for q in questions if q.is_hole]
+    sample = rng.sample(answerable, min(settings.validation_questions, len(answerable))) + holes
+    index = searcher.index
+    rows = []
+    for q in tqdm(sample, desc="Calibrating", unit="question", disable=not show_progress):
+        ranked, fused = searcher.rank(q.question)
+        top = ranked[: settings.rerank_depth]
+        scores = scorer.score(q.question, [index.quote(i) for i in top], [_relative(index.passages[i]) for i in top])
+        logits = [s.logit for s in scores]
+        labels = [holds_answer(q, index.doc_id_of(i), index.passages[i].start, index.passages[i].end,
+                               index.quote(i)) for i in top]
+        rows.append((q.is_hole, np.asarray(logits), np.asarray([fused[i] for i in top]), np.asarray(labels)))
+    x = np.concatenate([np.stack([r[1], r[2]], axis=1) for r in rows])
+    y = np.concatenate([r[3] for r in rows]).astype(np.float64)
+    w = fit_logistic(x, y)
+    calibration = Calibration(w_rerank=float(w[0]), w_first=float(w[1]), bias=float(w[2]))
+    best = [(hole, float(calibration.probability(lg, fs).max())) for hole, lg, fs, _ in rows]
+    calibration.threshold = choose_threshold(np.array([b for hole, b in best if not hole]), settings.false_abstention)
+    calibration.false_abstention = settings.false_abstention
+    hole_best = np.array([b for hole, b in best if hole])
+    report = {"validation_questions": len(sample) - len(holes), "validation_holes": len(holes),
+              "validation_holes_abstained": float((hole_best < calibration.threshold).mean()) if len(holes) else None,
+              "calibration": asdict(calibration)}
+    return calibration, report
+
+
+# -- the whole recipe --------------------------------------------------------------
+
+
+def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None = None,
+                   settings: TrainSettings | None = None, show_progress: bool = True) -> dict:
+    """Build the relevance model from SQuAD (``data``) and the bundled weights into ``out``.
+
+    Args:
+        data: the SQuAD v1.1 train folder.
+        out: the weights file to write (e.g. models/reranker.safetensors).
+        work: where candidates, indexes and checkpoints are kept (resumable);
+            default ``.cache/train-reranker`` at the repository root.
+
+    Returns:
+        a report: settings, sizes, seconds per stage, validation figures, the file's sha256.
+    """
+    from qa.embedding import bundled_model_path, check_weights
+    from qa.reranker import RerankerConfig, save_weights
+
+    settings = settings or TrainSettings()
+    work = Path(work) if work else Path(__file__).resolve().parent.parent / ".cache" / "train-reranker"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "settings.json").write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+    seconds: dict[str, float] = {}
+    split = split_articles(load_squad(data))
+
+    t0 = time.perf_counter()
+    train_searcher, train_questions = _searcher(split["train"], work / "train", show_progress=show_progress)
+    groups_file = work / f"groups-{settings.seed}-{settings.groups}-{settings.group_size}.jsonl"
+    if groups_file.is_file():
+        groups = [json.loads(line) for line in groups_file.read_text(encoding="utf-8").splitlines()]
+    else:
+        groups = build_groups(train_searcher, train_questions, settings, show_progress=show_progress)
+        tmp = groups_file.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(g) + "\n" for g in groups), encoding="utf-8")
+        os.replace(tmp, groups_file)
+    seconds["candidates"] = time.perf_counter() - t0
+    documents = train_searcher.index.documents
+
+    def texts_of(p: dict) -> str:
+        return documents[p["doc_id"]].text[p["start"] : p["end"]]
+
+    t0 = time.perf_counter()
+    net = train_network(groups, texts_of, settings, work, show_progress=show_progress)
+    seconds["training"] = time.perf_counter() - t0
+
+    from qa.reranker import Reranker, TorchCrossEncoder
+
+    t0 = time.perf_counter()
+    val_searcher, val_questions = _searcher(split["validation"], work / "validation",
+                                            holes_per_article=settings.validation_holes_per_article,
+                                            show_progress=show_progress)
+    config = RerankerConfig(layers=settings.layers, base_sha256=check_weights(bundled_model_path()),
+                            training=asdict(settings))
+    scorer = Reranker(TorchCrossEncoder(net), config)
+    calibration, val_report = calibrate(scorer, val_searcher, val_questions, settings, show_progress=show_progress)
+    seconds["calibration"] = time.perf_counter() - t0
+    sha256 = save_weights(net, out, config, calibration)
+    report = {"settings": asdict(settings), "groups": len(groups),
+              "holes": sum(1 for g in groups if not any(p["label"] for p in g["passages"])),
+              "train_articles": len(split["train"]), "validation_articles": len(split["validation"]),
+              "test_articles": len(split["test"]), "seconds": seconds, **val_report,
+              "out": str(out), "sha256": sha256}
+    (work / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report

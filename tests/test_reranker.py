@@ -1,0 +1,161 @@
+"""The relevance model: checked weights, backends faithful to torch, reranked answers, training pieces."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import KNOWN_QUESTIONS
+from qa.chunking import split_sentences
+from qa.reranker import (
+    RERANKER_FILE, RERANKER_SHA256, Calibration, PairEncoder, RerankerError, read_weights, sentence_scores,
+    sentence_token_masks,
+)
+from qa.reranker_backends import MAX_LOGIT_ERROR, PROBES, load_reranker, probe_outputs
+from qa.train_reranker import choose_threshold, fit_logistic
+
+
+# -- the shipped file ----------------------------------------------------------------
+
+
+def test_the_shipped_weights_are_one_small_checked_file():
+    assert RERANKER_FILE.is_file()
+    assert RERANKER_FILE.stat().st_size <= 25 * 1024 * 1024
+    tensors, config, calibration = read_weights(RERANKER_FILE, RERANKER_SHA256)
+    # Only what training changed: never the word or position embeddings of the base model.
+    assert not any("word_embeddings" in n or "position_embeddings" in n for n in tensors)
+    assert config.layers >= 1 and 0.0 < calibration.threshold < 1.0
+
+
+def test_an_altered_weights_file_is_refused(tmp_path):
+    altered = tmp_path / "reranker.safetensors"
+    shutil.copy(RERANKER_FILE, altered)
+    data = bytearray(altered.read_bytes())
+    data[-100] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    with pytest.raises(RerankerError, match="sha256"):
+        load_reranker("torch", path=altered, expected_sha256=RERANKER_SHA256)
+
+
+def test_a_missing_weights_file_says_how_to_rebuild_it(tmp_path):
+    with pytest.raises(RerankerError, match="train-reranker"):
+        load_reranker("torch", path=tmp_path / "absent.safetensors")
+
+
+def test_a_file_that_is_not_a_model_is_refused(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(RerankerError):
+        load_reranker("torch", path=junk, expected_sha256=None)
+
+
+def test_the_default_backend_matches_torch_on_the_probes(reranker):
+    torch_reranker = load_reranker("torch")
+    logits, sentences = probe_outputs(reranker)
+    ref_logits, ref_sentences = probe_outputs(torch_reranker)
+    assert np.max(np.abs(logits - ref_logits)) <= MAX_LOGIT_ERROR
+    for got, ref in zip(sentences, ref_sentences):
+        assert ref[int(np.argmax(got))] >= ref.max() - MAX_LOGIT_ERROR
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(ValueError, match="'openvino'"):
+        load_reranker("tpu")
+
+
+# -- inputs --------------------------------------------------------------------------
+
+
+def test_sentence_masks_cover_exactly_each_sentences_tokens():
+    encoder = PairEncoder()
+    passage = PROBES[0][1]
+    spans = split_sentences(passage)
+    ids, mask, types, (enc,) = encoder.encode(PROBES[0][0], [passage])
+    masks = sentence_token_masks(enc, spans, ids.shape[1])
+    assert masks.shape == (len(spans), ids.shape[1])
+    assert not (masks[0] & masks[1]).any()
+    # Every passage token (not [SEP]) falls in one sentence; no question token does.
+    passage_tokens = (types[0] == 1) & (ids[0] != 102)
+    assert (masks.any(0) == passage_tokens).all()
+    scores = sentence_scores(np.arange(ids.shape[1], dtype=np.float32), masks)
+    assert scores[0] < scores[1]
+
+
+def test_a_long_question_and_passage_are_cut_to_the_model_limit():
+    encoder = PairEncoder()
+    ids, mask, types, encodings = encoder.encode("why " * 500, ["word " * 1000, "short"])
+    assert ids.shape[1] <= 256 and mask[1].sum() < mask[0].sum()
+    spans = [(0, 4), (4990, 4994)]
+    masks = sentence_token_masks(encodings[0], spans, ids.shape[1])
+    assert masks[0].any() and not masks[1].any()  # the second sentence was cut off
+    assert sentence_scores(np.zeros(ids.shape[1]), masks)[1] == -np.inf
+
+
+# -- calibration ----------------------------------------------------------------------
+
+
+def test_logistic_regression_recovers_known_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 2))
+    p = 1 / (1 + np.exp(-(2.0 * x[:, 0] - 1.0 * x[:, 1] + 0.5)))
+    y = (rng.random(20000) < p).astype(float)
+    w = fit_logistic(x, y)
+    assert w == pytest.approx([2.0, -1.0, 0.5], abs=0.1)
+
+
+def test_the_threshold_refuses_the_asked_share_of_answerable_questions():
+    best = np.linspace(0.0, 1.0, 1001)
+    t = choose_threshold(best, 0.05)
+    assert np.mean(best < t) == pytest.approx(0.05, abs=0.002)
+
+
+def test_probability_rises_with_both_scores():
+    c = Calibration(w_rerank=1.5, w_first=3.0, bias=-2.0)
+    p = c.probability(np.array([-1.0, 0.0, 1.0, 1.0]), np.array([0.2, 0.2, 0.2, 0.6]))
+    assert np.all(np.diff(p) > 0) and np.all((0 < p) & (p < 1))
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question, doc_id, evidence", KNOWN_QUESTIONS)
+def test_reranked_answers_quote_exactly_and_highlight_the_evidence(reranking_searcher, seed_index,
+                                                                    question, doc_id, evidence):
+    answer = reranking_searcher.search(question, k=5)
+    assert answer.answered
+    relevance = [h.relevance for h in answer.passages]
+    assert all(0.0 <= r <= 1.0 for r in relevance)
+    assert relevance == sorted(relevance, reverse=True)
+    for h in answer.passages:
+        assert seed_index.documents[h.doc_id].text[h.start : h.end] == h.quote
+        assert h.start <= h.highlight.start < h.highlight.end <= h.end
+    top = answer.passages[0]
+    assert top.doc_id == doc_id
+    marked = seed_index.documents[top.doc_id].text[top.highlight.start : top.highlight.end]
+    assert evidence in " ".join(marked.split())
+
+
+def test_a_filter_that_leaves_the_answer_out_is_not_answered(reranking_searcher, seed_index):
+    question, doc_id, _ = KNOWN_QUESTIONS[0]
+    others = [d for d in seed_index.documents if d != doc_id]
+    answer = reranking_searcher.search(question, doc_ids=others)
+    assert not answer.answered
+    assert "relevance" in answer.reason
+
+
+@pytest.mark.parametrize("question", [
+    "How many tanks did Germany send to Ukraine?",  # on the subject, not in the reports
+    "Who painted the Mona Lisa?",
+])
+def test_questions_the_reports_do_not_answer_are_refused(reranking_searcher, question):
+    answer = reranking_searcher.search(question)
+    assert not answer.answered
+    assert answer.passages  # the closest passages are still shown
+
+
+def test_relevance_is_in_the_result_contract(reranking_searcher):
+    d = reranking_searcher.search(KNOWN_QUESTIONS[1][0], k=2).to_dict()
+    assert set(d["passages"][0]) >= {"relevance", "score", "highlight", "quote"}
+    assert "cosine" not in d["passages"][0]

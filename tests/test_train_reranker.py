@@ -1,0 +1,101 @@
+"""Training the relevance model: candidate groups, holes, and a run that resumes where it stopped."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.index import update_index
+from qa.retrieval import Searcher
+from qa.squad import Article, Paragraph, write_corpus
+from qa.train_reranker import TrainSettings, build_groups, train_network
+
+_FACTS = [
+    ("The river Alder rises in the northern hills near the village of Stenby.", "Where does the river Alder rise?",
+     "the northern hills"),
+    ("Its water was used by twelve mills until the railway arrived in 1871.", "How many mills used its water?",
+     "twelve"),
+    ("A stone bridge built by the monks of Varrow crosses it at Holm.", "Who built the stone bridge at Holm?",
+     "the monks of Varrow"),
+    ("The salmon run each autumn draws anglers from the whole county.", "What draws anglers each autumn?",
+     "The salmon run"),
+    ("Floods in 1953 destroyed the lower town and its harbour walls.", "What did the floods of 1953 destroy?",
+     "the lower town"),
+]
+
+
+def _article(n: int) -> Article:
+    paragraphs = []
+    for p, (fact, question, answer) in enumerate(_FACTS):
+        context = f"{fact.replace('Alder', f'Alder{n}')} " + " ".join(
+            f"Filler sentence {k} about topic {n}-{p} has no answer in it." for k in range(6))
+        question = question.replace("Alder", f"Alder{n}").replace("?", f" (river {n})?")
+        paragraphs.append(Paragraph(context, ((question, answer,
+                                               context.index(answer)),)))
+    return Article(f"River_Alder{n}", tuple(paragraphs))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, embedder):
+    root = tmp_path_factory.mktemp("train")
+    questions = write_corpus([_article(n) for n in range(3)], root / "corpus")
+    index, _ = update_index(root / "corpus", root / "index", embedder=embedder, show_progress=False)
+    return Searcher(index, embedder), questions
+
+
+def _text(index, p):
+    return index.documents[p["doc_id"]].text[p["start"] : p["end"]]
+
+
+def test_groups_hold_one_positive_with_the_answer_and_negatives_without_it(small):
+    searcher, questions = small
+    settings = TrainSettings(groups=len(questions), group_size=4, hole_share=0.0)
+    groups = build_groups(searcher, questions, settings, show_progress=False)
+    assert len(groups) >= len(questions) - 1
+    by_question = {q.question: q for q in questions}
+    for g in groups:
+        q = by_question[g["question"]]
+        positives = [p for p in g["passages"] if p["label"]]
+        assert len(positives) == 1 and len(g["passages"]) <= 4
+        pos = positives[0]
+        assert pos["start"] <= q.answer[0] and q.answer[1] <= pos["end"] and pos["doc_id"] == q.doc_id
+        a, b = pos["sentences"][pos["answer_sentence"]]
+        assert q.answer_text in _text(searcher.index, pos)[a:b]
+        for p in g["passages"]:
+            if not p["label"]:
+                assert q.answer_text not in _text(searcher.index, p)
+
+
+def test_holes_leave_the_answering_paragraph_out(small):
+    searcher, questions = small
+    settings = TrainSettings(groups=len(questions), group_size=4, hole_share=1.0)
+    groups = build_groups(searcher, questions, settings, show_progress=False)
+    by_question = {q.question: q for q in questions}
+    assert groups
+    for g in groups:
+        q = by_question[g["question"]]
+        for p in g["passages"]:
+            assert not p["label"]
+            assert p["doc_id"] != q.doc_id or p["end"] <= q.paragraph[0] or p["start"] >= q.paragraph[1]
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_the_same(small, tmp_path):
+    searcher, questions = small
+    settings = TrainSettings(layers=1, groups=8, group_size=3, batch_groups=2, checkpoint_every=1, seed=3)
+    groups = build_groups(searcher, questions, settings, show_progress=False)
+
+    def texts_of(p):
+        return _text(searcher.index, p)
+
+    import torch
+
+    whole = train_network(groups, texts_of, settings, tmp_path / "whole", show_progress=False)
+    # The same run stopped after two steps (its checkpoint is all a kill leaves), then started again.
+    train_network(groups, texts_of, settings, tmp_path / "stopped", show_progress=False, stop_after=2)
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == 2
+    resumed = train_network(groups, texts_of, settings, tmp_path / "stopped", show_progress=False)
+    steps = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["step"]
+    assert steps > 2
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == steps
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)

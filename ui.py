@@ -588,12 +588,12 @@ class QAApp:
         of citations follow the latest answer; the downloads hold the conversation so far.
         """
         if question is None:
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * 7
         pending = chat[:-2]  # without the question and the "searching" reply that pose added
         try:
             result = self.ask(question, k, questions, doc_ids, sites, since, until)
         except gr.Error as exc:
-            return (pending, *_toast(exc, "Cannot ask that", outputs=7))
+            return (pending, *_toast(exc, "Cannot ask that", outputs=6))
         passages = result["passages"]
         chat = [*pending, {"role": "user", "content": render_question(result["question"])},
                 {"role": "assistant", "content": render_answer(result, turn=len(results))}]

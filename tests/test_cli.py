@@ -101,7 +101,7 @@ def test_index_of_an_empty_corpus_folder_warns(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, out, err = run(capsys, "index", "--corpus", str(tmp_path / "empty"), "--index", str(tmp_path / "i"), "-q")
     assert code == 0
-    assert "holds no .txt or .md documents" in err and "0 documents, 0 passages" in out
+    assert "holds no documents (.txt, .md, .html, .htm, .pdf, .docx)" in err and "0 documents, 0 passages" in out
 
 
 def test_index_of_a_missing_corpus_folder_is_an_error_and_writes_nothing(tmp_path, built, capsys):

@@ -569,3 +569,17 @@ def test_upload_a_pdf_and_a_docx_then_ask_them(app, client, tmp_path):
     finally:
         for name in ("trust.pdf", "minutes.docx"):
             client.predict(name, api_name="/delete_document")
+
+
+def test_a_question_that_fails_when_answered_leaves_the_chat_as_it_was(app):
+    """The chat's two steps: pose shows the question at once; if answering then fails (a filter
+    naming a document deleted since), the question and its "searching" reply go away again."""
+    handlers = ui.QAApp(app.collection)
+    before = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "answer"}]
+    posed = handlers.pose("Who claims he never gave the order?", before, 3, "", "")
+    assert posed[0] == "Who claims he never gave the order?" and posed[1][-1]["content"] == ui.SEARCHING
+    out = handlers.respond(posed[0], posed[1], [], [], 3, ["deleted.txt"], None, None, None)
+    assert len(out) == 7 and out[0] == before
+    assert handlers.respond(None, before, [], [], 3, None, None, None, None) == (ui.gr.skip(),) * 7
+    refused = handlers.pose("   ", before, 3, "", "")
+    assert refused[0] is None and len(refused) == 3

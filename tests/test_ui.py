@@ -390,8 +390,8 @@ def test_ask_is_an_mcp_tool(app):
                 return tools, result
 
     tools, result = asyncio.run(call())
-    assert {"ask", "documents", "document"} <= set(tools)
-    assert set(tools["ask"].inputSchema["properties"]) >= {"question", "k"}
+    assert {"ask", "documents", "document", "export"} <= set(tools)
+    assert set(tools["ask"].inputSchema["properties"]) >= {"question", "k", "doc_ids", "sites", "since", "until"}
     answer = ast.literal_eval(result.content[0].text)  # Gradio's MCP server sends str() of the dict
     assert answer["passages"][0]["doc_id"] == RETREAT[1]
 

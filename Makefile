@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    create .venv, install, build the index of seeds/, serve the app at http://127.0.0.1:7860
-#   make test   create .venv, install (with test tools and Chromium), run the tests
+#   make test   create .venv, install (with test tools, Chromium and strace), run the tests
 SHELL := /bin/bash
 PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
@@ -27,6 +27,9 @@ dev: .venv/.dev-installed
 	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "warning: could not install chromium; the browser test will be skipped"; }
+	@command -v strace >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null) || \
+	  echo "warning: could not install strace; the outbound-traffic test will be skipped"; }
 
 index: venv
 	$(PY) -m qa index --corpus seeds --index index

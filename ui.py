@@ -14,9 +14,13 @@ API endpoints (through ``gradio_client``): ``/ask``, ``/documents``, ``/document
 # hints from inspect.signature, which leaves postponed annotations as strings.
 
 import argparse
+import atexit
+import functools
 import html
+import inspect
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,10 +30,11 @@ from pathlib import Path
 
 _STARTED = time.monotonic()
 
-# Nothing here may reach the network: no analytics, no model hub.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Nothing here may reach the network (no analytics, no model hub, no OpenVINO telemetry):
+# qa switches every library's off before Gradio or the model is imported.
+from qa.offline import stay_offline  # noqa: E402
+
+stay_offline()
 
 
 def _load_model() -> None:
@@ -50,11 +55,12 @@ if __name__ == "__main__":
 
 import gradio as gr  # noqa: E402
 
-from qa import Collection, DocumentError, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
+from qa import Collection, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
+from qa.arguments import check_count, check_flag, check_list, check_text_list  # noqa: E402
 from qa.citations import copy_text, describe_filters, format_date, relevance_words  # noqa: E402
 from qa.export import export_conversation  # noqa: E402
 from qa.extract import SUFFIXES  # noqa: E402
-from qa.retrieval import MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
+from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
 
 logger = logging.getLogger("ui")
 
@@ -69,6 +75,16 @@ ASK_CONCURRENCY = 8
 WRITE_GROUP = "write"
 # Gradio refuses bigger uploads outright; below it the library's check explains its 10 MB limit.
 MAX_UPLOAD = "50mb"
+# An upload never added to the index is removed after this long (checked every 10 minutes, and at each
+# upload), and the whole folder when the app stops.
+UPLOAD_MAX_AGE_S = 3600
+# A request's JSON body: the largest valid /ask (2,000 characters of question and 50 of history,
+# each character escaped as \uXXXX\uXXXX) is 1.2 MB. Bigger bodies are refused before they are
+# parsed, as parsing holds up the server's event loop (8 MB took 0.4 s). Files go to /upload.
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+# Gradio's routes under /gradio_api/ that must answer before a login: the login page's own, and
+# startup-events, which launch() calls itself (it only runs the app's start-up events, once).
+OPEN_ROUTES = frozenset({"login", "logout", "login_check", "token", "user", "app_id", "theme.css", "startup-events"})
 
 EXAMPLES = [
     "Who claims he never gave the order to retreat?",
@@ -403,12 +419,34 @@ def render_documents(docs: list[dict]) -> str:
 
 
 def _user_error(exc: BaseException | str) -> gr.Error:
-    """A gr.Error for the user; its text is escaped because Gradio renders it as HTML."""
+    """A gr.Error for the user, on one line; its text is escaped because Gradio renders it as HTML."""
     if isinstance(exc, KeyError) and exc.args:
         msg = str(exc.args[0])
     else:
         msg = str(exc)
-    return gr.Error(html.escape(msg, quote=False), print_exception=False)
+    return gr.Error(html.escape(" ".join(msg.split("\n")), quote=False), print_exception=False)
+
+
+def _endpoint(fn):
+    """An API function whose every error reaches the client as a one-line gr.Error.
+
+    The library raises ValueError (ArgumentError, DocumentError) and KeyError for bad
+    input; anything else is a fault here, logged with its trace and told in one line.
+    """
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, KeyError, IndexBusyError) as exc:
+            raise _user_error(exc) from None
+        except Exception as exc:
+            logger.exception("%s failed", fn.__name__)
+            raise _user_error(f"{fn.__name__} failed ({type(exc).__name__}: {exc})") from None
+
+    return call
 
 
 def _toast(error: gr.Error, title: str, *, outputs: int) -> tuple:
@@ -421,17 +459,189 @@ def _toast(error: gr.Error, title: str, *, outputs: int) -> tuple:
     return (gr.skip(),) * outputs
 
 
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or not 1 <= k <= MAX_K:
-        raise _user_error(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
-    return int(k)
-
-
 def _file_path(f) -> Path:
     """The local path of an uploaded file, as Gradio hands it over (str, NamedString or a dict)."""
     if isinstance(f, dict):
         f = f.get("path") or ""
     return Path(str(f))
+
+
+# -- uploads: the app's own folder, never served, removed once read ---------------------
+
+
+@functools.lru_cache(maxsize=1)
+def upload_folder() -> Path:
+    """This process's private upload folder, made on first use and removed at exit.
+
+    Gradio's default, /tmp/gradio, is shared by every Gradio app on the host, and each
+    serves any file in it at /gradio_api/file=...: an upload to a login-protected app
+    was readable, without login, through another. Gradio reads GRADIO_TEMP_DIR when it
+    creates components and its server, so this is set before ``build_app`` makes any.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="qa-uploads-")).resolve()  # mode 0700
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    threading.Thread(target=_sweep_regularly, name="sweep-uploads", daemon=True).start()
+    return folder
+
+
+def _sweep_regularly() -> None:
+    while True:
+        time.sleep(UPLOAD_MAX_AGE_S / 6)
+        try:
+            _sweep_uploads()
+        except OSError:  # a file removed meanwhile; the next sweep takes the rest
+            logger.debug("sweeping the upload folder failed", exc_info=True)
+
+
+def _in_uploads(path: str | os.PathLike) -> bool:
+    try:
+        Path(os.path.realpath(os.path.abspath(path))).relative_to(upload_folder())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _discard_uploads(paths: list[Path]) -> None:
+    """Remove uploaded files (and their folders, once empty); nothing outside the upload folder."""
+    root = upload_folder()
+    for path in paths:
+        if not _in_uploads(path):
+            continue
+        Path(path).unlink(missing_ok=True)
+        parent = Path(os.path.realpath(Path(path).parent))
+        while parent != root and _in_uploads(parent):
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: another upload of the same content is in it
+                break
+            parent = parent.parent
+
+
+def _sweep_uploads(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
+    """Remove uploads older than ``max_age_s`` that were never added (a page upload left in the box)."""
+    cutoff = time.time() - max_age_s
+    old = [p for p in upload_folder().rglob("*") if p.is_file() and p.lstat().st_mtime < cutoff]
+    _discard_uploads(old)
+
+
+class _Guard:
+    """ASGI middleware for what Gradio's routes leave open.
+
+    - The file route never serves the upload folder, to anyone.
+    - A request body over MAX_REQUEST_BYTES is refused unread (413), but for uploads.
+    - With a login, every route under /gradio_api/ asks for it except the login's own
+      (Gradio 6 leaves /gradio_api/reset, /cancel, /stream/... and /heartbeat/... open).
+      The session is looked up as Gradio's own login check does (its cookie, its tokens).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"detail": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+                return
+            if scope.get("method") == "POST" and "/gradio_api/upload" not in scope.get("path", ""):
+                receive = _bounded(receive)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _refusal(scope) -> tuple[int, str] | None:
+        path = scope.get("path", "")
+        prefix = f"{scope.get('root_path', '').rstrip('/')}/gradio_api/"
+        if not path.startswith(prefix):
+            return None
+        route = path[len(prefix):]
+        if scope.get("method") == "POST" and not route.startswith("upload"):
+            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
+                return 413, f"the request is over the {MAX_REQUEST_BYTES // (1024 * 1024)} MB limit"
+        for file_route in ("file=", "file/"):
+            if route.startswith(file_route) and _in_uploads(route[len(file_route):]):
+                return 403, "File not allowed."
+        server = scope.get("app")
+        if getattr(server, "auth", None) is None or route.rstrip("/") in OPEN_ROUTES:
+            return None
+        from starlette.requests import HTTPConnection
+
+        cookies = HTTPConnection(scope).cookies
+        token = cookies.get(f"access-token-{server.cookie_id}") or cookies.get(
+            f"access-token-unsecure-{server.cookie_id}")
+        if server.tokens.get(token) is None:
+            return 401, "Not authenticated"
+        return None
+
+
+def _bounded(receive):
+    """``receive`` for a body sent without a length: past MAX_REQUEST_BYTES the client is taken as gone."""
+    seen = 0
+
+    async def bounded():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if message["type"] == "http.request" and seen > MAX_REQUEST_BYTES:
+            return {"type": "http.disconnect"}
+        return message
+
+    return bounded
+
+
+class _Blocks(gr.Blocks):
+    """gr.Blocks whose API calls get a message for every bad request, Gradio's own checks included.
+
+    Gradio refuses a call with too few values, or a value a component cannot read (a
+    file that is not one), with an error that carries no message to the client. Here
+    missing trailing arguments take their defaults, a missing required one or one too
+    many is named, and anything Gradio raises is told in one line.
+    """
+
+    async def process_api(self, block_fn, inputs, *args, **kwargs):
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        name = f"/{fn.api_name}" if fn.api_name else getattr(fn.fn, "__name__", "this event")
+        inputs = self._complete(fn, name, list(inputs))
+        try:
+            return await super().process_api(fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            logger.info("%s: refused: %s", name, exc)
+            raise _user_error(f"{name}: {_first_problem(exc)}") from None
+
+    @staticmethod
+    def _complete(fn, name: str, inputs: list) -> list:
+        if fn.fn is None or len(inputs) == len(fn.inputs):
+            return inputs
+        params = [p for p in inspect.signature(fn.fn).parameters.values()
+                  if not isinstance(p.default, gr.Progress)][: len(fn.inputs)]
+        names = ", ".join(p.name for p in params)
+        if len(inputs) > len(params):
+            takes = f"at most {len(params)} arguments ({names})" if params else "no arguments"
+            raise _user_error(f"{name} takes {takes}, got {len(inputs)}")
+        for p in params[len(inputs):]:
+            if p.default is inspect.Parameter.empty:
+                raise _user_error(f"{name}: missing argument {p.name} (it takes {names})")
+            inputs.append(p.default)
+        return inputs
+
+
+def _first_problem(exc: BaseException) -> str:
+    """One line on what Gradio found wrong: a pydantic error's first complaint, else the first line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            return f"not a valid file{' (' + where + ')' if where else ''}: {first.get('msg', exc)}"
+        except (TypeError, IndexError, KeyError, AttributeError):
+            pass
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 class QAApp:
@@ -442,6 +652,7 @@ class QAApp:
 
     # -- API ------------------------------------------------------------------
 
+    @_endpoint
     def ask(self, question: str, k: int = 5, history: list[str] | None = None,
             doc_ids: list[str] | None = None, sites: list[str] | None = None, since: str | None = None,
             until: str | None = None) -> dict:
@@ -459,15 +670,12 @@ class QAApp:
         Returns:
             {question, answered, reason (when not answered), filters (when any), passages: best first, each {rank, doc_id, title, source {url, site, author, date}, page, start, end, quote, score, relevance, highlight, also_in}}
         """
-        if not isinstance(question, str):
-            raise _user_error("the question must be text")
-        k = _check_k(k)
-        try:
-            return self.collection.ask(question, k=k, history=history or None, doc_ids=doc_ids or None,
-                                       sites=sites or None, since=since or None, until=until or None).to_dict()
-        except ValueError as exc:
-            raise _user_error(exc) from None
+        k = check_count(k, "k", low=1, high=MAX_K)
+        history = check_text_list(history, "history", max_items=MAX_HISTORY_TURNS, max_chars=MAX_QUESTION_CHARS)
+        return self.collection.ask(question, k=k, history=history, doc_ids=doc_ids, sites=sites, since=since,
+                                   until=until).to_dict()
 
+    @_endpoint
     def documents(self) -> list[dict]:
         """List the indexed documents.
 
@@ -480,6 +688,7 @@ class QAApp:
             for d in self.collection.documents()
         ]
 
+    @_endpoint
     def document(self, doc_id: str) -> dict:
         """The whole text of one document, the text every quote's offsets point into.
 
@@ -489,12 +698,10 @@ class QAApp:
         Returns:
             {doc_id, title, text, source {url, site, author, date}}: text is the text extracted from the file, and the offsets of /ask's passages are indexes into it
         """
-        try:
-            doc = self.collection.document(str(doc_id))
-        except KeyError as exc:
-            raise _user_error(exc) from None
+        doc = self.collection.document(doc_id)
         return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "source": doc.source.to_dict()}
 
+    @_endpoint
     def export(self, results: list[dict], format: str = "markdown") -> str:
         """A conversation as Markdown or JSON, every quote with its citation (site, title, date, page, URL).
 
@@ -505,11 +712,9 @@ class QAApp:
         Returns:
             the document: Markdown (each question, the filters in force, the numbered quotes with citations) or JSON ({exported, turns: the results, each passage with "citation" and "copy"})
         """
-        try:
-            return export_conversation(results, format)
-        except ValueError as exc:
-            raise _user_error(exc) from None
+        return export_conversation(results, format)
 
+    @_endpoint
     def add_documents(self, files: list | None, replace: bool = False, progress=gr.Progress(track_tqdm=True)) -> dict:
         """Save documents (.txt, .md, .html, .htm, .pdf, .docx) into the corpus folder and add them to the index.
 
@@ -517,6 +722,7 @@ class QAApp:
         layer, a page with an article, a real .docx; not empty; at most 10 MB, 40 MB for
         .pdf/.docx; a plain name; not already present unless replace); if one fails
         nothing is written. If indexing fails the corpus and the index stay as they were.
+        The uploaded copies are removed once read, whatever happens next.
 
         Args:
             files: the documents to add.
@@ -525,15 +731,21 @@ class QAApp:
         Returns:
             {added, changed, removed (lists of doc_id), documents, passages (totals now), embedded, seconds}
         """
-        paths = [_file_path(f) for f in files or []]
-        if not paths:
-            raise _user_error(f"no files given: choose one or more {', '.join(SUFFIXES)} files")
-        progress(0.0, desc="Checking files")
-        # Gradio keeps only the base name of an upload, so no name can point outside the corpus.
-        uploads = [(path.name, path.read_bytes()) for path in paths]
+        _sweep_uploads()
+        paths = [_file_path(f) for f in check_list(files, "files")]
+        try:
+            replace = check_flag(replace, "replace")
+            if not paths:
+                raise _user_error(f"no files given: choose one or more {', '.join(SUFFIXES)} files")
+            progress(0.0, desc="Checking files")
+            # Gradio keeps only the base name of an upload, so no name can point outside the corpus.
+            uploads = [(path.name, path.read_bytes()) for path in paths]
+        finally:
+            _discard_uploads(paths)
         progress(0.1, desc="Indexing")
-        return self._write(lambda: self.collection.add_documents(uploads, replace=bool(replace)))
+        return self._write(lambda: self.collection.add_documents(uploads, replace=replace))
 
+    @_endpoint
     def delete_document(self, doc_id: str) -> dict:
         """Remove a document from the corpus folder and the index.
 
@@ -543,14 +755,14 @@ class QAApp:
         Returns:
             {added, changed, removed (lists of doc_id), documents, passages (totals now), embedded, seconds}
         """
-        if not isinstance(doc_id, str) or not doc_id.strip():
+        if isinstance(doc_id, str) and not doc_id.strip():
             raise _user_error("choose a document to delete")
         return self._write(lambda: self.collection.delete_document(doc_id))
 
     def _write(self, change) -> dict:
         try:
             return change().to_dict()
-        except (DocumentError, KeyError, IndexBusyError) as exc:
+        except (ValueError, KeyError, IndexBusyError) as exc:  # bad input (DocumentError is a ValueError)
             raise _user_error(exc) from None
         except Exception as exc:
             # The library has put the corpus folder back and never swapped in a half-built index.
@@ -566,11 +778,9 @@ class QAApp:
         with a notice, and the chat stays as it was.
         """
         try:
-            if not isinstance(question, str):
-                raise ValueError("the question must be text")
             check_question(question)
-            _check_k(k)
-            Filters.of(since=since or None, until=until or None)
+            check_count(k, "k", low=1, high=MAX_K)
+            Filters.of(since=since, until=until)
         except ValueError as exc:
             return (None, *_toast(_user_error(exc), "Cannot ask that", outputs=2))
         except gr.Error as exc:
@@ -591,7 +801,7 @@ class QAApp:
             return (gr.skip(),) * 7
         pending = chat[:-2]  # without the question and the "searching" reply that pose added
         try:
-            result = self.ask(question, k, questions, doc_ids, sites, since, until)
+            result = self.ask(question, k, questions[-MAX_HISTORY_TURNS:], doc_ids, sites, since, until)
         except gr.Error as exc:
             return (pending, *_toast(exc, "Cannot ask that", outputs=6))
         passages = result["passages"]
@@ -660,8 +870,8 @@ class QAApp:
                filter_sites: list[str] | None, progress=gr.Progress(track_tqdm=True)):
         try:
             report = self.add_documents(files, replace, progress)
-        except gr.Error as exc:
-            return (f"Nothing was added: {exc.message}", *_toast(exc, "Nothing was added", outputs=6))
+        except gr.Error as exc:  # the uploads are removed: the box is emptied too
+            return (f"Nothing was added: {exc.message}", None, *_toast(exc, "Nothing was added", outputs=5))
         done = report["added"] + report["changed"]
         message = f"Added {', '.join(done)}: {report['embedded']} passages indexed in {report['seconds']:.1f} s."
         return (_escape(message), None, *self.refresh(filter_ids, filter_sites))
@@ -684,7 +894,8 @@ class QAApp:
 def build_app(collection: Collection) -> gr.Blocks:
     """The page and the API over an open collection (not yet launched)."""
     app = QAApp(collection)
-    with gr.Blocks(title="Ask the corpus") as demo:
+    upload_folder()  # before any component: Gradio reads its folder from the environment
+    with _Blocks(title="Ask the corpus", analytics_enabled=False) as demo:
         questions = gr.State([])  # raw questions of this chat, for follow-ups
         results = gr.State([])  # the result of each answer: for the source viewer and the export
         pending = gr.State(None)  # the question being answered
@@ -859,6 +1070,8 @@ def launch(
     Returns:
         the local URL.
     """
+    from starlette.middleware import Middleware
+
     if mcp is None:
         mcp = mcp_available() and auth is None
     demo.queue(default_concurrency_limit=ASK_CONCURRENCY)
@@ -867,6 +1080,7 @@ def launch(
         show_error=False, quiet=quiet, max_file_size=MAX_UPLOAD, css=CSS, theme=gr.themes.Default(**THEME_FONTS),
         footer_links=["api", "settings"], head=PAGE_JS,
         run_history=False, enable_monitoring=False, ssr_mode=False,
+        app_kwargs={"middleware": [Middleware(_Guard)]},
     )
     return url
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
+# First, before any library that could call out is imported: nothing leaves the machine.
+from qa.offline import stay_offline
 
-# Nothing here may reach the network: the model ships in a package.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+stay_offline()
 
 from qa.chunking import Chunker, ChunkParams, Passage, split_sentences
 from qa.citations import render_text
@@ -15,6 +13,8 @@ from qa.collection import Collection, DocumentInfo
 from qa.corpus import Document, DocumentError, load_corpus
 from qa.embedding import Embedder, ModelError
 from qa.index import Index, IndexBusyError, IndexFormatError, IndexParams, Layout, UpdateReport, update_index
+from qa.reranker import Calibration, Reranker, RerankerError
+from qa.reranker_backends import load_reranker
 from qa.retrieval import Answer, Hit, Searcher, SearchParams
 
 __all__ = [
@@ -30,6 +30,10 @@ __all__ = [
     "Embedder", "ModelError",
     # index
     "Index", "IndexBusyError", "IndexFormatError", "IndexParams", "Layout", "UpdateReport", "update_index",
+    # offline
+    "stay_offline",
+    # reranker, reranker_backends
+    "Calibration", "Reranker", "RerankerError", "load_reranker",
     # retrieval
     "Answer", "Hit", "Searcher", "SearchParams",
 ]

@@ -41,9 +41,11 @@ from qa.embedding import (
     MODEL_NAME,
     Embedder,
     WordPieces,
+    ModelError,
     bundled_model_path,
-    check_weights,
+    check_model_files,
     file_sha256,
+    open_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,8 +130,6 @@ class _GraphEmbedder(WordPieces):
     backend = ""
 
     def __init__(self, model_dir: Path, sha256: str, *, batch_size: int = 16, workers: int | None = None):
-        from tokenizers import Tokenizer
-
         self.model_dir = model_dir
         self.sha256 = sha256
         self.batch_size = batch_size
@@ -138,7 +138,7 @@ class _GraphEmbedder(WordPieces):
         self._lock = threading.Lock()
         self._open_counter(model_dir)
         # The same cut as sentence-transformers' max_seq_length: [CLS] and [SEP] included.
-        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer = open_tokenizer(model_dir)
         self._tokenizer.enable_truncation(max_length=MAX_SEQ_LENGTH)
         self._tokenizer.no_padding()
 
@@ -540,7 +540,7 @@ def open_backend(
     if backend not in BACKENDS or backend in ("auto", "torch"):
         raise ValueError(f"unknown graph backend {backend!r}; choose from 'openvino', 'onnx', 'onnx-int8'")
     model_dir = Path(model_dir) if model_dir else bundled_model_path()
-    sha256 = check_weights(model_dir)
+    sha256 = check_model_files(model_dir)
     int8 = backend == "onnx-int8"
     folder = ensure_cache(model_dir, sha256, cache_dir, int8=int8)
     try:
@@ -581,6 +581,7 @@ def load_embedder(
 
     Raises:
         ValueError: an unknown backend name, naming the valid ones.
+        ModelError: a model file is missing or altered (see ``qa.embedding.check_model_files``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown embedder backend {backend!r}; choose from {', '.join(map(repr, BACKENDS))}")
@@ -592,6 +593,8 @@ def load_embedder(
     for name in candidates:
         try:
             embedder = open_backend(name, model_dir=model_dir, cache_dir=cache_dir, batch_size=batch_size)
+        except ModelError:
+            raise  # altered model files: no backend may load them, torch included
         except (BackendError, ImportError, OSError, RuntimeError) as exc:
             logger.warning("embedder backend %s is not available (%s)", name, exc)
             passed_over.append(f"{name}: {exc}")

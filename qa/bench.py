@@ -94,13 +94,11 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
     from qa.corpus import Document
     from qa.index import IndexParams
 
-    from tokenizers import Tokenizer
-
     from qa.beir import load_beir, record_text
-    from qa.embedding import bundled_model_path
+    from qa.embedding import bundled_model_path, open_tokenizer
 
     bench = load_beir(folder)
-    counter = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
+    counter = open_tokenizer(bundled_model_path())
     counter.no_truncation()
     counter.no_padding()
 
@@ -711,7 +709,8 @@ def report(result: dict) -> str:
         format_table(result["build"], bench_index.BUILD_COLUMNS),
         f"Index end to end: {result['queries']} SciFact claims asked one at a time in a fresh process that loaded "
         "the index and the embedder. rank = embed + dense + BM25 + fusion + best-sentence re-scoring; answer = "
-        "rank + quotes, highlights, corroboration (what /ask returns). Copies of SciFact beyond the first carry "
+        "rank + quotes, highlights, corroboration without the relevance model; reranked = the answer /ask "
+        "returns, with the relevance model reading the best first-stage passages. Copies of SciFact beyond the first carry "
         "noisy vectors; build s is writing the index from vectors (embedding them is the build table's rate). "
         "RSS after the questions, with the embedder loaded.",
         format_table(result["system"], bench_index.COLUMNS),

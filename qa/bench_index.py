@@ -58,6 +58,8 @@ class IndexRun:
     rank_p95_ms: float
     search_p50_ms: float
     search_p95_ms: float
+    reranked_p50_ms: float
+    reranked_p95_ms: float
     recall10: float
     add_doc_s: float
     delete_doc_s: float
@@ -193,20 +195,25 @@ def rss_mb():
 args = json.loads(sys.argv[1])
 from qa.embedding import default_embedder
 from qa.index import Index, update_index
+from qa.reranker_backends import default_reranker
 from qa.retrieval import Searcher
 embedder = default_embedder()
+reranker = default_reranker()
 embedder.embed(["warm up"])
 t0 = time.perf_counter()
 index = Index.load(args["index"])
 load_s = time.perf_counter() - t0
 searcher = Searcher(index, embedder)
+reranking = Searcher(index, embedder, reranker=reranker)
 queries = args["queries"]
 for q in queries[:5]:
     searcher.search(q, k=5)
-rank_ms, search_ms = [], []
+    reranking.search(q, k=5)
+rank_ms, search_ms, reranked_ms = [], [], []
 for q in queries:
     t = time.perf_counter(); searcher.rank(q); rank_ms.append(1000 * (time.perf_counter() - t))
     t = time.perf_counter(); searcher.search(q, k=5); search_ms.append(1000 * (time.perf_counter() - t))
+    t = time.perf_counter(); reranking.search(q, k=5); reranked_ms.append(1000 * (time.perf_counter() - t))
 rss = rss_mb()
 
 # recall@10 of dense search against exact search over the very same vectors
@@ -245,7 +252,8 @@ index, report = update_index(corpus, args["index"], embedder=embedder, only=["ad
                              show_progress=False)
 delete_s = time.perf_counter() - t
 assert report.removed == ["added.txt"] and "added.txt" not in index.documents, report
-print(json.dumps({"load_s": load_s, "rss_mb": rss, "rank_ms": rank_ms, "search_ms": search_ms, "recall10": recall,
+print(json.dumps({"load_s": load_s, "rss_mb": rss, "rank_ms": rank_ms, "search_ms": search_ms, "reranked_ms": reranked_ms,
+                  "recall10": recall,
                   "add_doc_s": add_s, "delete_doc_s": delete_s, "segments": len(index.segments)}))
 """
 
@@ -306,6 +314,7 @@ def _row(corpus: str, folder: Path, build_s: float, m: dict) -> IndexRun:
         disk_mb=_disk_mb(folder), load_s=m["load_s"], rss_mb=m["rss_mb"],
         rank_p50_ms=_pct(m["rank_ms"], 50), rank_p95_ms=_pct(m["rank_ms"], 95),
         search_p50_ms=_pct(m["search_ms"], 50), search_p95_ms=_pct(m["search_ms"], 95),
+        reranked_p50_ms=_pct(m["reranked_ms"], 50), reranked_p95_ms=_pct(m["reranked_ms"], 95),
         recall10=m["recall10"], add_doc_s=m["add_doc_s"], delete_doc_s=m["delete_doc_s"],
         queries=len(m["rank_ms"]), load=load_average(),
     )
@@ -316,6 +325,7 @@ COLUMNS = [
     ("disk_mb", "disk MB", ".0f"), ("load_s", "load s", ".2f"), ("rss_mb", "RSS MB", ".0f"),
     ("rank_p50_ms", "rank p50 ms", ".2f"), ("rank_p95_ms", "rank p95 ms", ".2f"),
     ("search_p50_ms", "answer p50 ms", ".2f"), ("search_p95_ms", "answer p95 ms", ".2f"),
+    ("reranked_p50_ms", "reranked p50 ms", ".1f"), ("reranked_p95_ms", "reranked p95 ms", ".1f"),
     ("recall10", "recall@10", ".4f"), ("add_doc_s", "add doc s", ".3f"), ("delete_doc_s", "delete doc s", ".3f"),
     ("load", "load avg"),
 ]

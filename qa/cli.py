@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
+from qa.arguments import check_count
 from qa.citations import render_text
 from qa.collection import Collection
 from qa.corpus import DocumentError
@@ -22,6 +24,27 @@ DEFAULT_INDEX = "index"
 
 class UserError(Exception):
     """A problem to tell the user in one line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in the CLI's one form: one line, ``error: ...``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _shown(text: str) -> str:
+    """Text as it can be printed: an undecodable byte (a lone surrogate) becomes U+FFFD."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def _stdin_lines():
+    """The lines of stdin, each decoded on its own: an undecodable byte fails its line, not the batch."""
+    source = getattr(sys.stdin, "buffer", sys.stdin)
+    for n, line in enumerate(source):
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", errors="surrogateescape")  # check_question names the bad byte
+        yield line.removeprefix("\ufeff") if n == 0 else line
 
 
 def _collection(args, *, corpus: str | None = None) -> Collection:
@@ -73,14 +96,15 @@ def cmd_ask(args) -> int:
     filters = {"doc_ids": args.doc or None, "sites": args.site or None, "since": args.since, "until": args.until}
     if args.question == "-":
         failed = 0
-        for line in sys.stdin:
+        for line in _stdin_lines():
             if not line.strip():
                 continue
             try:
                 print(json.dumps(col.ask(line, k=args.k, **filters).to_dict(), ensure_ascii=False), flush=True)
             except ValueError as exc:
                 failed += 1
-                print(json.dumps({"question": line.rstrip("\n"), "error": str(exc)}, ensure_ascii=False), flush=True)
+                print(json.dumps({"question": _shown(line.rstrip("\r\n")), "error": _shown(str(exc))},
+                                 ensure_ascii=False), flush=True)
         return 1 if failed else 0
     answer = col.ask(args.question, k=args.k, **filters)
     if args.json:
@@ -236,9 +260,9 @@ def cmd_bench_relevance(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m qa", description="Answer questions with verbatim, cited quotes.")
+    parser = _Parser(prog="python -m qa", description="Answer questions with verbatim, cited quotes.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("index", help="build or update the index of a corpus folder")
     p.add_argument("--corpus", default=DEFAULT_CORPUS,
@@ -338,15 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("faiss", "sentence_transformers", "bm25s", "httpx"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         _quiet_transformers()
-    if getattr(args, "k", 1) < 1:
-        print("error: -k must be at least 1", file=sys.stderr)
-        return 2
     try:
+        if hasattr(args, "k"):
+            check_count(args.k, "-k", low=1)
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, KeyError, DocumentError, ModelError, IndexFormatError,
+    except (UserError, ValueError, OSError, KeyError, DocumentError, ModelError, IndexFormatError,
             IndexBusyError, ImportError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {_shown(str(msg))}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the index is unchanged", file=sys.stderr)

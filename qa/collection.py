@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from qa.arguments import ArgumentError, check_flag, check_list, check_text, describe
 from qa.corpus import Document, DocumentError, decode_document, max_document_bytes, safe_doc_id
 from qa.embedding import Embedder, default_embedder
 from qa.extract import Source
@@ -16,7 +17,7 @@ from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
 )
 from qa.reranker import Reranker
-from qa.retrieval import Answer, Searcher, SearchParams
+from qa.retrieval import MAX_DOC_ID_CHARS, Answer, Searcher, SearchParams
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ class Collection:
         ]
 
     def document(self, doc_id: str) -> Document:
-        """Raises: KeyError naming the unknown doc_id."""
+        """Raises: KeyError naming the unknown doc_id; ArgumentError when it is not text."""
+        doc_id = check_text(doc_id, "doc_id", max_chars=MAX_DOC_ID_CHARS)
         try:
             return self.index.documents[doc_id]
         except KeyError:
@@ -157,16 +159,30 @@ class Collection:
 
         Raises:
             DocumentError: a bad name, too big, unreadable (not UTF-8, a corrupt PDF or one
-                without text, a page with no article, not really a .docx), empty, or already present.
+                without text, a page with no article, not really a .docx), empty, already
+                present, or a symbolic link in the corpus folder in its way.
         """
+        name = check_text(name, "the file name", max_chars=MAX_DOC_ID_CHARS)
+        if not isinstance(data, (bytes, bytearray)):
+            raise ArgumentError(f"{name}: the content must be bytes, got {describe(data)}")
         doc_id = safe_doc_id(os.path.basename(name.replace("\\", "/")) if "/" not in name else name)
         limit = max_document_bytes(doc_id)
         if len(data) > limit:
             raise DocumentError(f"{doc_id}: {len(data) / 1e6:.1f} MB is over the {limit // 2**20} MB limit")
-        doc = decode_document(doc_id, data)
+        doc = decode_document(doc_id, bytes(data))
+        self._refuse_links(doc_id)
         if not replace and (self.corpus_dir / doc_id).exists():
             raise DocumentError(f"{doc_id} already exists; replace it or choose another name")
         return doc
+
+    def _refuse_links(self, doc_id: str) -> None:
+        """A document is never written through a symbolic link (its own path or a folder on the way)."""
+        path = self.corpus_dir
+        for part in doc_id.split("/"):
+            path = path / part
+            if path.is_symlink():
+                raise DocumentError(f"{doc_id}: {path.relative_to(self.corpus_dir).as_posix()} in the corpus "
+                                    "folder is a symbolic link; nothing is written through one")
 
     def add_documents(self, files: Iterable[tuple[str, bytes]], *, replace: bool = False) -> UpdateReport:
         """Save files into the corpus folder and index them.
@@ -180,9 +196,14 @@ class Collection:
 
         Raises:
             DocumentError: a file fails a check (nothing was written).
+            ArgumentError: files is not a list of (name, bytes) pairs, or replace not a bool.
         """
+        replace = check_flag(replace, "replace")
         checked, seen = [], set()
-        for name, data in files:
+        for i, pair in enumerate(check_list(files, "files")):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ArgumentError(f"files[{i}] must be a (name, content) pair, got {describe(pair)}")
+            name, data = pair
             doc = self.check_upload(name, data, replace=replace)
             if doc.doc_id in seen:
                 raise DocumentError(f"{doc.doc_id} is given twice")
@@ -199,18 +220,27 @@ class Collection:
                 raise
 
     def delete_document(self, doc_id: str) -> UpdateReport:
-        """Remove a document from the corpus folder and the index.
+        """Remove a document of the index from the corpus folder and the index.
+
+        Only a document the index holds is deleted: any other file under the corpus
+        folder, a folder, or a name reaching outside it is refused.
 
         Raises:
-            KeyError: no such document.
+            KeyError: the index holds no such document (saying so when it names a folder).
+            ArgumentError: doc_id is not text.
         """
-        doc_id = safe_doc_id(doc_id)
+        doc_id = check_text(doc_id, "doc_id", max_chars=MAX_DOC_ID_CHARS)
+        if doc_id not in self.index.documents:
+            inside = [d for d in self.index.documents if d.startswith(doc_id.rstrip("/") + "/")]
+            if doc_id.strip("/") and inside:
+                raise KeyError(f"{doc_id!r} is a folder, not a document; its {len(inside):,} documents "
+                               "are deleted one at a time")
+            raise KeyError(f"no document {doc_id!r} in the index")
         path = self.corpus_dir / doc_id
-        if not path.is_file():
-            raise KeyError(f"no document {doc_id!r} in the corpus")
         with self._write:
-            backup = {doc_id: path.read_bytes()}
-            path.unlink()
+            # Gone from the folder already (or replaced by a link): the index still drops it.
+            backup = {doc_id: path.read_bytes()} if path.is_file() and not path.is_symlink() else {}
+            path.unlink(missing_ok=True)
             try:
                 return self._update_locked(only=[doc_id])
             except BaseException:

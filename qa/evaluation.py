@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from qa.arguments import ArgumentError, check_text
 from qa.retrieval import Answer
 
 _SPACE = re.compile(r"\s+")
@@ -32,14 +33,19 @@ def load_questions(path: str | Path) -> list[Question]:
         ValueError: a line that is not a question object, naming its line number.
     """
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{n}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                out.append(Question(row["question"], row.get("doc"), tuple(row.get("evidence") or ())))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                out.append(Question(check_text(row["question"], "question"), row.get("doc"),
+                                    tuple(row.get("evidence") or ())))
+            except (json.JSONDecodeError, KeyError, TypeError, ArgumentError) as exc:
                 raise ValueError(f"{path}:{n}: not a question object ({exc})") from None
     return out
 

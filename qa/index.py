@@ -45,7 +45,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from qa.chunking import CHUNKING_VERSION, Chunker, ChunkParams, Passage, count_tiktokens
-from qa.corpus import Document, DocumentError, content_hash, corpus_files, decode_document
+from qa.corpus import Document, DocumentError, content_hash, corpus_files, decode_document, read_file
 from qa.extract import Source, extractor_name, extractors
 from qa.embedding import MAX_SEQ_LENGTH, Embedder
 from qa.lexical import B, BM25, K1, Postings, tokenize
@@ -835,7 +835,8 @@ def update_index(
     elif not Path(corpus_dir).is_dir():
         raise FileNotFoundError(f"corpus folder not found: {corpus_dir}")
     else:
-        files = {d: Path(corpus_dir) / d for d in sorted(set(only)) if (Path(corpus_dir) / d).is_file()}
+        files = {d: Path(corpus_dir) / d for d in sorted(set(only))
+                 if (Path(corpus_dir) / d).is_file() and not (Path(corpus_dir) / d).is_symlink()}
     report = UpdateReport()
     with write_lock(index_dir):
         index = _open_for_update(index_dir, embedder, params, corpus_dir, report, current)
@@ -972,12 +973,12 @@ class _Writer:
         docs, entries, passages, size = [], [], [], 0
         for k, doc_id in enumerate(doc_ids):
             path = files[doc_id]
-            data = path.read_bytes()
-            st = {**_stat_entry(path.stat()), "file_sha256": hashlib.sha256(data).hexdigest(),
-                  "extractor": extractor_name(doc_id)}
+            st = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
             size += st["size"]
             last = k == len(doc_ids) - 1
             try:
+                data = read_file(doc_id, path)  # never through a symbolic link
+                st["file_sha256"] = hashlib.sha256(data).hexdigest()
                 doc = decode_document(doc_id, data)
             except DocumentError as exc:
                 logger.warning("skipped %s", exc)

@@ -26,13 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.embedding import ModelError, bundled_model_path, check_weights, file_sha256
+from qa.embedding import ModelError, bundled_model_path, check_model_files, file_sha256, open_tokenizer
 
 logger = logging.getLogger(__name__)
 
 RERANKER_FILE = Path(__file__).resolve().parent.parent / "models" / "reranker.safetensors"
 # The sha256 of the shipped weights: a file that differs is refused.
-RERANKER_SHA256 = ""
+RERANKER_SHA256 = "382bfbc05efa227284daf2bcca595df24c86c56298c4bb5792d7be7f276cf075"
 MAX_PAIR_WORDPIECES = 256
 MAX_QUESTION_WORDPIECES = 64
 HIDDEN = 384
@@ -84,7 +84,7 @@ def build_network(layers: int, model_dir: Path | None = None):
     from transformers import AutoModel
 
     model_dir = model_dir or bundled_model_path()
-    check_weights(model_dir)
+    check_model_files(model_dir)  # AutoModel reads config.json as well as the weights
 
     class CrossEncoder(torch.nn.Module):
         def __init__(self):
@@ -141,7 +141,7 @@ def read_weights(path: str | Path, expected_sha256: str | None) -> tuple[dict, R
     Raises:
         RerankerError: the file is missing, its hash differs, or it is not a weights file.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -156,7 +156,7 @@ def read_weights(path: str | Path, expected_sha256: str | None) -> tuple[dict, R
             tensors = {k: f.get_tensor(k).float() for k in f.keys()}
         config = RerankerConfig(**json.loads(meta["config"]))
         calibration = Calibration(**json.loads(meta["calibration"]))
-    except (KeyError, ValueError, TypeError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, SafetensorError) as exc:
         raise RerankerError(f"{path} is not a relevance model file: {exc}") from None
     return tensors, config, calibration
 
@@ -165,7 +165,7 @@ def load_network(path: str | Path = RERANKER_FILE, expected_sha256: str | None =
     """The trained cross-encoder in torch (fp32, eval mode), its config and calibration."""
     tensors, config, calibration = read_weights(path, expected_sha256 or None)
     base = bundled_model_path()
-    if config.base_sha256 and check_weights(base) != config.base_sha256:
+    if config.base_sha256 and check_model_files(base) != config.base_sha256:
         raise RerankerError(f"{path} was trained from other base weights ({config.base_sha256[:12]})")
     net = build_network(config.layers, base)
     missing = set(trained_parameters(net)) - set(tensors)
@@ -183,12 +183,10 @@ class PairEncoder:
     """Word pieces of (question, passage) pairs, and which tokens fall in which sentence."""
 
     def __init__(self, model_dir: Path | None = None):
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_file(str((model_dir or bundled_model_path()) / "tokenizer.json"))
+        self._tokenizer = open_tokenizer(model_dir or bundled_model_path())
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=MAX_PAIR_WORDPIECES, strategy="only_second")
-        self._questions = Tokenizer.from_file(str((model_dir or bundled_model_path()) / "tokenizer.json"))
+        self._questions = open_tokenizer(model_dir or bundled_model_path())
         self._questions.no_padding()
         self._questions.enable_truncation(max_length=MAX_QUESTION_WORDPIECES)
 

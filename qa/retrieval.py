@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from qa.arguments import ArgumentError, check_count, check_list, check_text, check_text_list, describe
 from qa.citations import (
     SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, describe_filters, may_be_same,
 )
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
     from qa.reranker import Reranker
 
 MAX_QUESTION_CHARS = 2000
+# A follow-up reads only the turn before it; the limits keep a huge history from costing anything.
+MAX_HISTORY_TURNS = 50
+MAX_DOC_ID_CHARS = 4096  # a path relative to the corpus folder (PATH_MAX)
 FOLLOW_UP_WEIGHT = 0.5  # weight of the previous question's vector in a follow-up's query
+# A follow-up is steered by the start of the question before it: its subject. Any longer, and the
+# history would cost more than the question (a 2,000-character turn is 256 word pieces to embed).
+FOLLOW_UP_CONTEXT_CHARS = 300
 FUSIONS = ("rrf", "linear")
 MODES = ("hybrid", "dense", "bm25")
 
@@ -69,7 +76,7 @@ class SearchParams:
     sentence_weight: float = 0.5
     rescore_depth: int = 30
     min_relevance: float = 0.19
-    rerank_depth: int = 12
+    rerank_depth: int = 8
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -148,18 +155,16 @@ class Filters:
         """Checked filters from loose input (None or empty means no filter).
 
         Raises:
-            ValueError: a date that is not YYYY-MM-DD, ``since`` after ``until``, a name that is not text.
+            ArgumentError (a ValueError): a date that is not YYYY-MM-DD, ``since`` after
+                ``until``, names that are not a list of text.
         """
         def names(values, what: str) -> tuple[str, ...]:
-            if values is None:
-                return ()
-            if isinstance(values, str) or not all(isinstance(v, str) for v in values):
-                raise ValueError(f"{what} must be a list of text")
-            return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+            checked = check_text_list(values, what, max_chars=MAX_DOC_ID_CHARS)
+            return tuple(dict.fromkeys(v.strip() for v in checked if v.strip()))
 
         since, until = _check_date(since, "since"), _check_date(until, "until")
         if since and until and since > until:
-            raise ValueError(f"since ({since}) is after until ({until})")
+            raise ArgumentError(f"since ({since}) is after until ({until})")
         return cls(names(doc_ids, "doc_ids"), names(sites, "sites"), since, until)
 
     @property
@@ -185,12 +190,15 @@ class Filters:
 
 
 def _check_date(value: str | None, name: str) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
+        return None
+    text = check_text(value, name, max_chars=64).strip()
+    if not text:
         return None
     try:
-        return dt.date.fromisoformat(str(value).strip()).isoformat()
+        return dt.date.fromisoformat(text).isoformat()
     except ValueError:
-        raise ValueError(f"{name} must be a date as YYYY-MM-DD, got {value!r}") from None
+        raise ArgumentError(f"{name} must be a date as YYYY-MM-DD, got {describe(value)}") from None
 
 
 @dataclass
@@ -213,14 +221,12 @@ class Answer:
 
 
 def check_question(question: object) -> str:
-    """The question stripped, or ValueError saying what is wrong with it."""
-    if not isinstance(question, str):
-        raise ValueError("the question must be text")
-    q = question.strip()
+    """The question stripped, or ArgumentError (a ValueError) saying what is wrong with it."""
+    q = check_text(question, "the question").strip()
     if not q:
-        raise ValueError("the question is empty: type a question")
+        raise ArgumentError("the question is empty: type a question")
     if len(q) > MAX_QUESTION_CHARS:
-        raise ValueError(f"the question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+        raise ArgumentError(f"the question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
     return q
 
 
@@ -228,18 +234,39 @@ def previous_questions(history: Sequence | None) -> list[str]:
     """The user's earlier questions from a chat history, oldest first.
 
     Accepts a list of strings (earlier questions), of (user, assistant) pairs, or of
-    {"role", "content"} messages as Gradio's chatbot keeps them.
+    {"role", "content"} messages as Gradio's chatbot keeps them: at most
+    MAX_HISTORY_TURNS turns, each question valid text of at most MAX_QUESTION_CHARS
+    characters. Answers are not read, so they are not checked.
+
+    Raises:
+        ArgumentError: history is not such a list, naming the turn that is wrong.
     """
     out = []
-    for turn in history or []:
-        if isinstance(turn, str):
-            out.append(turn)
-        elif isinstance(turn, dict):
-            if turn.get("role") == "user" and isinstance(turn.get("content"), str):
-                out.append(turn["content"])
-        elif isinstance(turn, (list, tuple)) and turn and isinstance(turn[0], str):
-            out.append(turn[0])
-    return [q.strip() for q in out if q and q.strip()]
+    for i, turn in enumerate(check_list(history, "history", max_items=MAX_HISTORY_TURNS)):
+        name = f"history[{i}]"
+        if isinstance(turn, dict):
+            if turn.get("role") != "user" or not isinstance(turn.get("content"), str):
+                continue  # an answer, or a message that is not text (an image)
+            question = turn["content"]
+        elif isinstance(turn, (list, tuple)) and turn:
+            question = turn[0]
+        else:
+            question = turn
+        if not isinstance(question, str):
+            raise ArgumentError(f"{name} must be a question (text), a [question, answer] pair or a "
+                                f"{{role, content}} message, got {describe(question)}")
+        out.append(check_text(question, name, max_chars=MAX_QUESTION_CHARS))
+    return [q.strip() for q in out if q.strip()]
+
+
+def follow_up_context(earlier: Sequence[str]) -> str:
+    """What a follow-up takes from the conversation: the previous question, cut to
+    FOLLOW_UP_CONTEXT_CHARS at a word boundary."""
+    text = earlier[-1]
+    if len(text) <= FOLLOW_UP_CONTEXT_CHARS:
+        return text
+    words = text[:FOLLOW_UP_CONTEXT_CHARS].rsplit(None, 1)
+    return words[0] if len(words) == 2 else text[:FOLLOW_UP_CONTEXT_CHARS]
 
 
 def contextual_query(question: str, history: Sequence | None) -> str:
@@ -250,7 +277,7 @@ def contextual_query(question: str, history: Sequence | None) -> str:
     """
     earlier = previous_questions(history)
     if earlier and _REFERRING.search(question):
-        return f"{earlier[-1]} {question}"
+        return f"{follow_up_context(earlier)} {question}"
     return question
 
 
@@ -264,7 +291,27 @@ class Searcher:
         self.params = params or SearchParams()
         self.reranker = reranker if self.params.rerank_depth else None
         self._sentence_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._question_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    def _question_vector(self, text: str) -> np.ndarray:
+        """A question's vector, embedded alone (cached).
+
+        A follow-up needs the previous question's vector, which its own turn computed
+        moments before; and embedded alone, a short question is never padded to the
+        length of a long one beside it.
+        """
+        with self._cache_lock:
+            vector = self._question_cache.get(text)
+            if vector is not None:
+                self._question_cache.move_to_end(text)
+                return vector.copy()
+        vector = self.embedder.embed([text])[0]
+        with self._cache_lock:
+            self._question_cache[text] = vector
+            while len(self._question_cache) > 1024:
+                self._question_cache.popitem(last=False)
+        return vector.copy()
 
     def _standalone_vectors(self, doc_id: str, spans: list[tuple[int, int]]) -> np.ndarray:
         """Vectors of sentences embedded on their own (cached): for comparing statements across documents."""
@@ -317,14 +364,15 @@ class Searcher:
         documents = self.index.documents
         unknown = [d for d in filters.doc_ids if d not in documents]
         if unknown:
-            raise ValueError(f"not in the index: {', '.join(unknown)}")
+            more = f" and {len(unknown) - 10:,} more" if len(unknown) > 10 else ""
+            raise ArgumentError(f"not in the index: {', '.join(unknown[:10])}{more}")
         if filters.sites:
             known = {(doc.source.site or "").casefold(): doc.source.site for doc in documents.values()}
             missing = [s for s in filters.sites if s.casefold() not in known]
             if missing:
                 sites = sorted(v for v in known.values() if v)
-                raise ValueError(f"no document from {', '.join(map(repr, missing))}; the sites in the index are "
-                                 f"{', '.join(map(repr, sites)) if sites else 'none (no document has a site)'}")
+                raise ArgumentError(f"no document from {', '.join(map(repr, missing))}; the sites in the index are "
+                                    f"{', '.join(map(repr, sites)) if sites else 'none (no document has a site)'}")
         pool = filters.doc_ids or documents
         mask = np.zeros(len(self.index), dtype=bool)
         for d in pool:
@@ -462,12 +510,14 @@ class Searcher:
             document passes the filters.
 
         Raises:
-            ValueError: an empty or over-long question, k < 1, an unknown doc_id or
-                site, a date that is not YYYY-MM-DD.
+            ArgumentError (a ValueError): a question that is empty, over-long or not valid
+                text; k not a whole number >= 1; a history, doc_ids or sites that is not a
+                list of valid text (see ``previous_questions``); an unknown doc_id or site; a
+                date that is not YYYY-MM-DD.
         """
         q = check_question(question)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+        k = check_count(k, "k", low=1)
+        earlier = previous_questions(history)
         filters = Filters.of(doc_ids, sites, since, until)
         mask = self._candidate_mask(filters)
         if len(self.index) == 0:
@@ -475,18 +525,18 @@ class Searcher:
         if mask is not None and not mask.any():
             return Answer(q, False, [], reason=f"no document passes the filters ({describe_filters(filters.to_dict())})",
                           filters=filters)
-        query = contextual_query(q, history)
+        query = contextual_query(q, earlier)
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
         lexical = self._start_lexical(query, "hybrid", depth, mask)
         if query != q:
             # A follow-up: the question leads and the one before steers. Adding the two
             # vectors keeps "where" in charge, where embedding the joined text let the
             # earlier question's subject take over (measured on "Where were they held?").
-            now, before = self.embedder.embed([q, previous_questions(history)[-1]])
+            now, before = self._question_vector(q), self._question_vector(follow_up_context(earlier))
             qv = now + FOLLOW_UP_WEIGHT * before
             qv = (qv / np.linalg.norm(qv)).astype(np.float32)
         else:
-            qv = self.embedder.embed([q])[0]
+            qv = self._question_vector(q)
         ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask, lexical)
         judged: dict[int, tuple[float, np.ndarray]] = {}
         if self.reranker is not None:

@@ -58,7 +58,7 @@ class TrainSettings:
     validation_holes_per_article: int = 3
     validation_questions: int = 1500
     rerank_depth: int = 12
-    false_abstention: float = 0.03
+    false_abstention: float = 0.04
     checkpoint_every: int = 100
 
 
@@ -143,7 +143,7 @@ def _batch_tensors(encoder, groups: list[dict], texts_of):
     """Flatten groups into padded tensors, labels, group slices and the positives' sentence masks."""
     import torch
 
-    from qa.reranker import sentence_token_masks
+    from qa.reranker import MAX_PAIR_WORDPIECES, sentence_token_masks
 
     all_ids, all_types, labels, slices, sentence_targets = [], [], [], [], []
     for g in groups:
@@ -158,7 +158,9 @@ def _batch_tensors(encoder, groups: list[dict], texts_of):
             labels.append(float(p["label"]))
             if p["label"] and p["answer_sentence"] >= 0:
                 sentence_targets.append((base + r, e, p["sentences"], p["answer_sentence"]))
-    width = max(len(x) for x in all_ids)
+    # Widths rounded up to a multiple of 32: a few tensor shapes, not one per length, so
+    # the CPU kernels' per-shape caches (and the process's memory) stop growing.
+    width = min(-(-max(len(x) for x in all_ids) // 32) * 32, MAX_PAIR_WORDPIECES)
     ids = torch.zeros((len(all_ids), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
     types = torch.zeros_like(ids)
@@ -265,12 +267,20 @@ def train_network(groups: list[dict], texts_of, settings: TrainSettings, work: P
         step += 1
         recent = (recent + [loss.item()])[-50:]
         bar.update(1)
-        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}", rss=f"{_rss_mb():.0f}MB")
         if step % settings.checkpoint_every == 0 or step == last:
             _save_checkpoint(checkpoint, net, optimizer, scheduler, step)
     bar.close()
     net.eval()
     return net
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return 0.0
 
 
 # -- stage 3: calibration --------------------------------------------------------
@@ -379,7 +389,8 @@ def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None
     net = train_network(groups, texts_of, settings, work, show_progress=show_progress)
     seconds["training"] = time.perf_counter() - t0
 
-    from qa.reranker import Reranker, TorchCrossEncoder
+    from qa.reranker import Calibration
+    from qa.reranker_backends import load_reranker
 
     t0 = time.perf_counter()
     val_searcher, val_questions = _searcher(split["validation"], work / "validation",
@@ -387,14 +398,17 @@ def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None
                                             show_progress=show_progress)
     config = RerankerConfig(layers=settings.layers, base_sha256=check_weights(bundled_model_path()),
                             training=asdict(settings))
-    scorer = Reranker(TorchCrossEncoder(net), config)
+    # Calibrated as it will be served: the fp16 weights as shipped, on the fastest faithful backend.
+    save_weights(net, out, config, Calibration())
+    scorer = load_reranker("auto", path=out, expected_sha256=None)
     calibration, val_report = calibrate(scorer, val_searcher, val_questions, settings, show_progress=show_progress)
+    val_report["calibrated_on"] = scorer.backend
     seconds["calibration"] = time.perf_counter() - t0
     sha256 = save_weights(net, out, config, calibration)
     report = {"settings": asdict(settings), "groups": len(groups),
               "holes": sum(1 for g in groups if not any(p["label"] for p in g["passages"])),
               "train_articles": len(split["train"]), "validation_articles": len(split["validation"]),
               "test_articles": len(split["test"]), "seconds": seconds, **val_report,
-              "out": str(out), "sha256": sha256}
+              "peak_rss_mb": _rss_mb("VmHWM"), "out": str(out), "sha256": sha256}
     (work / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -6,9 +6,11 @@ Anything that writes works on copies under pytest's tmp dirs; ``seeds/`` and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,6 +77,55 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
 def leftovers(index_dir: Path) -> list[str]:
     """Temporary or set-aside folders an index write may leave beside ``index_dir``."""
     return sorted(p.name for p in index_dir.parent.glob(f".{index_dir.name}.*") if p.is_dir())
+
+
+# -- nothing leaves the machine, the tests included --------------------------------------
+
+OUTBOUND: list[str] = []  # every attempt of this process to reach beyond loopback
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded(real, describe):
+    def call(*args, **kwargs):
+        where = describe(*args, **kwargs)
+        if where is not None:
+            OUTBOUND.append(where)
+            raise OSError(f"outbound connection attempted by a test: {where}")
+        return real(*args, **kwargs)
+
+    return call
+
+
+def _inet_target(sock, address, *rest):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(str(address[0])):
+        return f"connect {address[0]}:{address[1]}"
+    return None
+
+
+def _lookup_target(host, *args, **kwargs):
+    host = host.decode() if isinstance(host, bytes) else host
+    return None if host is None or is_loopback(str(host)) else f"name lookup {host}"
+
+
+socket.socket.connect = _guarded(socket.socket.connect, _inet_target)
+socket.socket.connect_ex = _guarded(socket.socket.connect_ex, _inet_target)
+socket.getaddrinfo = _guarded(socket.getaddrinfo, _lookup_target)
+
+
+@pytest.fixture(autouse=True)
+def no_outbound_traffic():
+    """Fails the test during which this process tried to reach anything but loopback."""
+    before = len(OUTBOUND)
+    yield
+    assert OUTBOUND[before:] == [], f"outbound traffic: {OUTBOUND[before:]}"
 
 
 @pytest.fixture(scope="session")

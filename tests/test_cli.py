@@ -229,7 +229,7 @@ def test_eval_with_a_missing_index_directory(tmp_path, questions_file, capsys):
 def test_k_below_one_is_refused(built, capsys):
     _, index_dir = built
     code, _, err = run(capsys, "ask", "--index", str(index_dir), "-k", "0", "-q", "Who fled?")
-    assert code == 2 and "-k must be at least 1" in err
+    assert code == 2 and err == "error: -k must be a whole number of at least 1, got 0\n"
 
 
 # -- qa eval -------------------------------------------------------------------------------

@@ -82,9 +82,11 @@ def test_answer_to_dict_is_the_result_contract(searcher):
     assert d["passages"]
     for p in d["passages"]:
         # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage),
-        # plus issue 10's "page" (null outside PDFs) and "source"
-        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in",
-                          "page", "source", "relevance"}  # and issue 9's relevance
+        # issue 9's "relevance" (null here, where the search runs without the relevance model),
+        # issue 10's "page" (null outside PDFs) and "source"
+        assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "relevance", "highlight",
+                          "also_in", "page", "source"}
+        assert p["relevance"] is None
         assert p["page"] is None and p["source"] == {"url": None, "site": None, "author": None, "date": None}
         assert isinstance(p["also_in"], list)
         assert all(set(c) == {"doc_id", "title", "start", "end", "page", "source"} for c in p["also_in"])

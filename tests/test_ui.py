@@ -282,10 +282,10 @@ def test_a_server_path_that_was_not_uploaded_is_refused(app, tmp_path):
 
 
 @pytest.mark.parametrize("doc_id, message", [
-    ("nope.txt", "no document 'nope.txt' in the corpus"),
+    ("nope.txt", "no document 'nope.txt' in the index"),
     ("", "choose a document to delete"),
-    ("../seeds/000_93644d6605fbd4ae.txt", "not a valid document name"),
-    ("/etc/passwd.txt", "not a valid document name"),
+    ("../seeds/000_93644d6605fbd4ae.txt", "no document '../seeds/000_93644d6605fbd4ae.txt' in the index"),
+    ("/etc/passwd.txt", "no document '/etc/passwd.txt' in the index"),
 ])
 def test_delete_bad_name_is_a_message(app, client, doc_id, message):
     before = corpus_state(app)

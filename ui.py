@@ -525,6 +525,24 @@ def _sweep_uploads(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
     _discard_uploads(old)
 
 
+@functools.lru_cache(maxsize=1)
+def export_folder() -> Path:
+    """This process's folder of conversation downloads, served as it is (not through Gradio's
+    cache, which is the upload folder the file route never serves); removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="qa-exports-")).resolve()  # mode 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    gr.set_static_paths([folder])
+    return folder
+
+
+def _sweep_exports(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
+    """Remove downloads older than ``max_age_s``: a conversation's download is remade after every answer."""
+    cutoff = time.time() - max_age_s
+    for folder in export_folder().iterdir():
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class _Guard:
     """ASGI middleware for what Gradio's routes leave open.
 
@@ -817,7 +835,8 @@ class QAApp:
 
     def _export_files(self, results: list[dict]) -> tuple[str, str]:
         """The conversation written as a Markdown and a JSON file, for the chat's downloads."""
-        folder = Path(tempfile.mkdtemp(prefix="qa-export-"))
+        _sweep_exports()
+        folder = Path(tempfile.mkdtemp(dir=export_folder()))
         paths = (folder / "conversation.md", folder / "conversation.json")
         for path, fmt in zip(paths, ("markdown", "json")):
             path.write_text(export_conversation(results, fmt), encoding="utf-8")
@@ -895,6 +914,7 @@ def build_app(collection: Collection) -> gr.Blocks:
     """The page and the API over an open collection (not yet launched)."""
     app = QAApp(collection)
     upload_folder()  # before any component: Gradio reads its folder from the environment
+    export_folder()
     with _Blocks(title="Ask the corpus", analytics_enabled=False) as demo:
         questions = gr.State([])  # raw questions of this chat, for follow-ups
         results = gr.State([])  # the result of each answer: for the source viewer and the export

@@ -7,7 +7,7 @@ errors into ``gr.Error`` messages. Everything taken from a question, a file name
 or a document is escaped before it reaches the page, so it shows as text.
 
 API endpoints (through ``gradio_client``): ``/ask``, ``/documents``, ``/document``,
-``/add_documents``, ``/delete_document``. ``QA_AUTH=user:password`` turns on login.
+``/export``, ``/add_documents``, ``/delete_document``. ``QA_AUTH=user:password`` turns on login.
 """
 
 # No `from __future__ import annotations` here: gr.api reads the endpoints' type
@@ -57,8 +57,10 @@ import gradio as gr  # noqa: E402
 
 from qa import Collection, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
 from qa.arguments import check_count, check_flag, check_list, check_text_list  # noqa: E402
-from qa.citations import relevance_words  # noqa: E402
-from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS  # noqa: E402
+from qa.citations import copy_text, describe_filters, format_date, relevance_words  # noqa: E402
+from qa.export import export_conversation  # noqa: E402
+from qa.extract import SUFFIXES  # noqa: E402
+from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
 
 logger = logging.getLogger("ui")
 
@@ -92,65 +94,138 @@ EXAMPLES = [
     "Which foreign minister was ridiculed by a crowd?",
 ]
 
+# Below this width the two columns stack: the source viewer then opens over the page
+# (fixed, so the page under it never scrolls) with a way back to the answer.
+PHONE_WIDTH = 760
+
 CSS = """
 .qa-answer { line-height: 1.5; }
 .qa-hit { margin: 0 0 0.9em 0; }
 .qa-quote { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
-.qa-rank { font-weight: 600; margin-right: 0.3em; }
-.qa-cite { font-size: 0.88em; opacity: 0.85; margin-top: 0.2em; padding-left: 0.9em; }
-.qa-also { font-size: 0.85em; opacity: 0.8; padding-left: 0.9em; }
+.qa-rank { font-weight: 600; margin-right: 0.3em; user-select: none; -webkit-user-select: none; }
+.qa-cite { font-size: 0.88em; opacity: 0.9; margin-top: 0.2em; padding-left: 0.9em; }
+.qa-where { font-size: 0.9em; opacity: 0.75; }
+.qa-also { font-size: 0.85em; opacity: 0.85; padding-left: 0.9em; }
+.qa-filters { font-size: 0.85em; margin-bottom: 0.5em; padding: 0.2em 0.5em; border-radius: 4px;
+  background: var(--background-fill-secondary); }
 .qa-none { font-weight: 600; }
+.qa-searching { opacity: 0.75; font-style: italic; }
+button.qa-copy { font-size: 0.8em; margin-left: 0.5em; padding: 0 0.5em; border-radius: 4px; cursor: pointer;
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-primary); user-select: none; }
+.qa-copy-text { display: none; }
 a.qa-open { color: inherit; text-decoration: underline dotted; cursor: pointer; }
 mark.qa-sentence { background: #ffd43b; color: #111; padding: 0 0.1em; border-radius: 2px; }
 mark.qa-passage { background: #fff6d5; color: #111; }
-#qa-source .qa-doc { white-space: pre-wrap; max-height: 65vh; overflow-y: auto; padding: 0.8em;
-  border: 1px solid var(--border-color-primary); border-radius: 6px; line-height: 1.55; }
-#qa-source .qa-doc-head { font-size: 0.9em; opacity: 0.85; margin-bottom: 0.4em; }
-"""
+#qa-side { position: sticky; top: 8px; align-self: flex-start; }
+#qa-source .qa-doc { white-space: pre-wrap; max-height: calc(100vh - 380px); min-height: 8em; overflow-y: auto;
+  padding: 0.8em; border: 1px solid var(--border-color-primary); border-radius: 6px; line-height: 1.55; }
+#qa-source .qa-doc-head { font-size: 0.9em; opacity: 0.9; margin-bottom: 0.4em; }
+#qa-source .qa-back { display: none; }
+#qa-documents table { width: 100%; border-collapse: collapse; font-size: 0.92em; }
+#qa-documents th, #qa-documents td { text-align: left; padding: 0.3em 0.5em; vertical-align: top;
+  border-bottom: 1px solid var(--border-color-primary); overflow-wrap: anywhere; }
+#qa-documents td.qa-num { text-align: right; white-space: nowrap; }
+@media (max-width: PHONE_WIDTHpx) {
+  #qa-side { position: static; }
+  #qa-source.qa-overlay { position: fixed; inset: 0; z-index: 1000; margin: 0; padding: 0.6em;
+    background: var(--body-background-fill); overflow: hidden; }
+  #qa-source.qa-overlay .qa-doc { max-height: calc(100vh - 9em); }
+  #qa-source.qa-overlay .qa-back { display: inline-block; margin-bottom: 0.5em; }
+  #qa-documents thead { display: none; }
+  #qa-documents tr { display: block; padding: 0.5em 0; border-bottom: 1px solid var(--border-color-primary); }
+  #qa-documents td { display: block; border: none; padding: 0.1em 0.2em; text-align: left; }
+  #qa-documents td.qa-num { display: inline-block; text-align: left; margin-right: 1em; }
+  #qa-documents td[data-label]::before { content: attr(data-label) ": "; opacity: 0.7; }
+}
+""".replace("PHONE_WIDTH", str(PHONE_WIDTH))
 
 # System fonts: the default theme would have every browser fetch its fonts from Google.
 THEME_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
-# After an answer arrives, show it from its question down (not scrolled to its end).
+# When a question is sent, and again when its answer arrives, show it from the question
+# down (not scrolled to its end); a source left open over the page on a phone is closed.
 SCROLL_TO_ANSWER = """
 () => {
+  const source = document.querySelector('#qa-source');
+  if (source) source.classList.remove('qa-overlay');
   setTimeout(() => {
     const asked = document.querySelectorAll('#qa-chat .qa-question');
-    if (asked.length) asked[asked.length - 1].scrollIntoView({block: 'start'});
+    const chat = document.querySelector('#qa-chat .bubble-wrap') || document.querySelector('#qa-chat [role=log]');
+    if (!asked.length) return;
+    const q = asked[asked.length - 1];
+    // Scroll the chat's own box, never the page.
+    let box = q.parentElement;
+    while (box && box !== document.body && !(box.scrollHeight > box.clientHeight + 2
+           && getComputedStyle(box).overflowY.match(/auto|scroll/))) box = box.parentElement;
+    if (box && box !== document.body) box.scrollTop += q.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
   }, 60);
 }
 """
 
-# A click on a citation in the chat asks the server for its source through a hidden
-# textbox and button (Gradio has no event for a link inside a chat message).
+# Clicks in chat messages (Gradio has no event for them), handled once for the page:
+# a citation asks the server for its source through a hidden textbox and button; a copy
+# button puts its quote and citation on the clipboard; "back" closes a source opened
+# over the page on a phone.
 CITE_PREFIX = "qa-cite-"
-OPEN_CITATION_JS = """
+PAGE_JS = """
 <script>
 document.addEventListener('click', (event) => {
-  const link = event.target.closest && event.target.closest('a[href^="#%s"]');
+  const target = event.target.closest ? event.target : null;
+  if (!target) return;
+  const copy = target.closest('button.qa-copy');
+  if (copy) {
+    event.preventDefault();
+    event.stopPropagation();
+    const holder = copy.parentElement && copy.parentElement.querySelector('.qa-copy-text');
+    const text = holder ? holder.textContent : '';
+    const done = () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); };
+    const fallback = () => {
+      const area = document.createElement('textarea');
+      area.value = text; area.style.position = 'fixed'; area.style.opacity = '0';
+      document.body.appendChild(area); area.select();
+      try { document.execCommand('copy'); done(); } finally { area.remove(); }
+    };
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+    return;
+  }
+  if (target.closest('button.qa-back')) {
+    event.preventDefault();
+    const source = document.querySelector('#qa-source');
+    if (source) source.classList.remove('qa-overlay');
+    return;
+  }
+  const link = target.closest('a[href^="#%(prefix)s"]');
   if (!link) return;
   event.preventDefault();
   event.stopPropagation();
   const box = document.querySelector('#qa-open-target textarea, #qa-open-target input');
   const button = document.querySelector('#qa-open-button');
   if (!box || !button) return;
-  box.value = link.getAttribute('href').slice(%d);
+  box.value = link.getAttribute('href').slice(%(skip)d);
   box.dispatchEvent(new Event('input', {bubbles: true}));
   setTimeout(() => button.click(), 0);
 }, true);
 </script>
-""" % (CITE_PREFIX, len(CITE_PREFIX) + 1)
+""" % {"prefix": CITE_PREFIX, "skip": len(CITE_PREFIX) + 1}
 
-# After the source viewer is filled, bring the answering sentence (or the passage) into view.
-SCROLL_TO_CITATION = """
-() => {
+# After the source viewer is filled, bring the answering sentence (or the passage) into
+# view inside the viewer's own box, never by scrolling the page. ``open`` also shows it
+# over the page on a phone (CSS does nothing with the class on a wide screen).
+_SCROLL_SOURCE = """
+(open) => {
   setTimeout(() => {
     const root = document.querySelector('#qa-source');
-    const el = root && (root.querySelector('mark.qa-sentence') || root.querySelector('mark.qa-passage'));
-    if (el) el.scrollIntoView({block: 'center'});
+    if (!root) return;
+    if (open) root.classList.add('qa-overlay');
+    const doc = root.querySelector('.qa-doc');
+    const el = root.querySelector('mark.qa-sentence') || root.querySelector('mark.qa-passage');
+    if (doc && el) doc.scrollTop += el.getBoundingClientRect().top - doc.getBoundingClientRect().top - doc.clientHeight / 3;
   }, 60);
 }
 """
+SCROLL_TO_CITATION = f"() => ({_SCROLL_SOURCE})(true)"
+SCROLL_TO_LATEST_SOURCE = f"() => ({_SCROLL_SOURCE})(false)"
 
 
 # -- rendering: everything from users and documents is escaped ------------------
@@ -175,6 +250,31 @@ def _where(passage: dict) -> str:
     return f"characters {passage['start']:,}–{passage['end']:,}"
 
 
+def _url(source: dict | None) -> str | None:
+    url = (source or {}).get("url")
+    return url if isinstance(url, str) and url.lower().startswith(("http://", "https://")) else None
+
+
+def _citation_html(p: dict, link: str | None = None) -> str:
+    """Site, "title", date, page, URL (as a link), as a reporter writes it; the title opens ``link``."""
+    source = p.get("source") or {}
+    title = f"<strong>{_escape(_short(p.get('title'), p['doc_id']))}</strong>"
+    if link:
+        title = f'<a class="qa-open" href="#{link}" title="Read it in its document">{title}</a>'
+    date = format_date(source.get("date"))
+    details = [source.get("site"), date, f"p. {p['page']}" if p.get("page") else None]
+    if not any(details) and not _url(source):
+        return title
+    parts = [_escape(source["site"])] if source.get("site") else []
+    parts.append(f"“{title}”")
+    parts += [_escape(x) for x in details[1:] if x]
+    url = _url(source)
+    if url:
+        parts.append(f'<a class="qa-url" href="{html.escape(url, quote=True)}" target="_blank" '
+                     f'rel="noopener noreferrer">{_escape(url)}</a>')
+    return ", ".join(parts)
+
+
 def _quote_html(passage: dict) -> str:
     quote, start, hl = passage["quote"], passage["start"], passage.get("highlight")
     if not hl:
@@ -183,14 +283,14 @@ def _quote_html(passage: dict) -> str:
     return f'{_escape(quote[:a])}<mark class="qa-sentence">{_escape(quote[a:b])}</mark>{_escape(quote[b:])}'
 
 
-def _also_in_html(passage: dict) -> str:
+def _also_in_html(passage: dict, turn: int | None, i: int) -> str:
     others = passage.get("also_in") or []
     if not others:
         return ""
     cites = "; ".join(
-        f"{_escape(_short(o.get('title'), o['doc_id']))} ({_escape(o['doc_id'])}"
-        + (f", {_where(o)})" if "start" in o and "end" in o else ")")
-        for o in others
+        _citation_html(o, f"{CITE_PREFIX}{turn}-{i}-{j}" if turn is not None else None)
+        + f" ({_escape(o['doc_id'])}" + (f", {_where(o)})" if "start" in o and "end" in o else ")")
+        for j, o in enumerate(others)
     )
     return f'<div class="qa-also">also reported in: {cites}</div>'
 
@@ -203,23 +303,34 @@ def _judged(p: dict) -> str:
 
 
 def render_passages(passages: list[dict], turn: int | None = None) -> str:
-    """Numbered quotes, the answering sentence marked, each with its citation and score.
+    """Numbered quotes, the answering sentence marked, each with its citation, a copy button and its place.
 
     With ``turn`` (the answer's number in the chat) each title links to the source
-    viewer: OPEN_CITATION_JS turns a click on ``#qa-cite-<turn>-<i>`` into a request.
+    viewer: PAGE_JS turns a click on ``#qa-cite-<turn>-<i>`` (or ``-<i>-<j>`` for the
+    j-th "also reported in") into a request.
     """
     out = []
     for i, p in enumerate(passages):
-        title = f"<strong>{_escape(_short(p['title'], p['doc_id']))}</strong>"
-        if turn is not None:
-            title = f'<a class="qa-open" href="#{CITE_PREFIX}{turn}-{i}" title="Read it in its document">{title}</a>'
+        link = f"{CITE_PREFIX}{turn}-{i}" if turn is not None else None
+        # The chat's sanitizer drops data- attributes: the text to copy rides in a hidden span.
+        copy = _escape_pre(copy_text(p))
         out.append(
-            f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span>'
+            f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span> '
             f"{_quote_html(p)}</div>"
-            f'<div class="qa-cite">— {title} · {_escape(p["doc_id"])} · {_where(p)}'
-            f" · {_escape(_judged(p))}</div>{_also_in_html(p)}</div>"
+            f'<div class="qa-cite"><div class="qa-ref">— {_citation_html(p, link)}'
+            f'<button class="qa-copy" type="button" title="Copy the quote and its citation">Copy</button>'
+            f'<span class="qa-copy-text">{copy}</span></div>'
+            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · {_escape(_judged(p))}</div></div>'
+            f"{_also_in_html(p, turn, i)}</div>"
         )
     return "".join(out)
+
+
+def render_filters(filters: dict | None) -> str:
+    """The filters a question was asked with, shown above its answer."""
+    if not filters:
+        return ""
+    return f'<div class="qa-filters">Filters in force: {_escape(describe_filters(filters))}</div>'
 
 
 def render_answer(result: dict, turn: int | None = None) -> str:
@@ -229,9 +340,10 @@ def render_answer(result: dict, turn: int | None = None) -> str:
     the first blank line, so no Markdown syntax in a quote is ever interpreted.
     """
     passages = result["passages"]
+    head = render_filters(result.get("filters"))
     if result["answered"]:
-        return f'<div class="qa-answer">{render_passages(passages, turn)}</div>'
-    head = '<p class="qa-none">The corpus does not answer this question.</p>'
+        return f'<div class="qa-answer">{head}{render_passages(passages, turn)}</div>'
+    head += '<p class="qa-none">The corpus does not answer this question.</p>'
     if result.get("reason"):
         head += f"<p>{_escape(result['reason'][0].upper() + result['reason'][1:])}.</p>"
     if not passages:
@@ -246,15 +358,21 @@ def render_question(question: str) -> str:
     return f'<div class="qa-question">{_escape(question)}</div>'
 
 
+SEARCHING = '<div class="qa-searching">Searching the documents…</div>'
+
+
 def render_source(doc: dict, passage: dict | None = None) -> str:
     """The whole document, the cited passage and its answering sentence highlighted.
 
     The text keeps its line breaks through CSS (white-space: pre-wrap), so it is
-    escaped without turning them into <br>.
+    escaped without turning them into <br>. A "back" button (shown on a phone,
+    where the viewer opens over the page) leads back to the answer.
     """
     text, esc = doc["text"], _escape_pre
-    title = _escape(doc["title"] or doc["doc_id"])
-    head = f'<div class="qa-doc-head"><strong>{title}</strong> · {_escape(doc["doc_id"])}'
+    cited = {"title": doc["title"], "doc_id": doc["doc_id"], "source": doc.get("source"),
+             "page": (passage or {}).get("page")}
+    back = '<button class="qa-back" type="button">← Back to the answer</button>'
+    head = f'{back}<div class="qa-doc-head">{_citation_html(cited)} · {_escape(doc["doc_id"])}'
     if passage is None:
         return f'{head}</div><div class="qa-doc">{esc(text)}</div>'
     start, end, hl = passage["start"], passage["end"], passage.get("highlight")
@@ -272,7 +390,29 @@ def render_source(doc: dict, passage: dict | None = None) -> str:
 def citation_label(passage: dict) -> str:
     """A citation as plain text, for the list of the last answer's sources."""
     title = _short(passage["title"], passage["doc_id"], 70)
-    return f"[{passage['rank']}] {title} — {passage['doc_id']}, {_where(passage)}"
+    page = f", p. {passage['page']}" if passage.get("page") else ""
+    return f"[{passage['rank']}] {title}{page} — {passage['doc_id']}, {_where(passage)}"
+
+
+def render_documents(docs: list[dict]) -> str:
+    """The documents table: title, source (site, date, author), document, pages, passages, characters.
+
+    On a phone each row reads as a short card (CSS), so no column is squeezed to a letter a line.
+    """
+    rows = []
+    for d in docs:
+        s = d.get("source") or {}
+        source = " · ".join(_escape(x) for x in (s.get("site"), format_date(s.get("date")), s.get("author")) if x)
+        pages = f"{d['pages']:,}" if d.get("pages") else "–"
+        rows.append(
+            f'<tr><td data-label="Title"><strong>{_escape(_short(d["title"], d["doc_id"]))}</strong></td>'
+            f'<td data-label="Source">{source or "–"}</td><td data-label="Document">{_escape(d["doc_id"])}</td>'
+            f'<td class="qa-num" data-label="Pages">{pages}</td>'
+            f'<td class="qa-num" data-label="Passages">{d["passages"]:,}</td>'
+            f'<td class="qa-num" data-label="Characters">{d["chars"]:,}</td></tr>'
+        )
+    return ("<table><thead><tr><th>Title</th><th>Source</th><th>Document</th><th>Pages</th><th>Passages</th>"
+            f"<th>Characters</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 # -- the boundary: check input, call qa, turn its errors into messages ----------
@@ -383,6 +523,24 @@ def _sweep_uploads(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
     cutoff = time.time() - max_age_s
     old = [p for p in upload_folder().rglob("*") if p.is_file() and p.lstat().st_mtime < cutoff]
     _discard_uploads(old)
+
+
+@functools.lru_cache(maxsize=1)
+def export_folder() -> Path:
+    """This process's folder of conversation downloads, served as it is (not through Gradio's
+    cache, which is the upload folder the file route never serves); removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="qa-exports-")).resolve()  # mode 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    gr.set_static_paths([folder])
+    return folder
+
+
+def _sweep_exports(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
+    """Remove downloads older than ``max_age_s``: a conversation's download is remade after every answer."""
+    cutoff = time.time() - max_age_s
+    for folder in export_folder().iterdir():
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Guard:
@@ -514,7 +672,8 @@ class QAApp:
 
     @_endpoint
     def ask(self, question: str, k: int = 5, history: list[str] | None = None,
-            doc_ids: list[str] | None = None) -> dict:
+            doc_ids: list[str] | None = None, sites: list[str] | None = None, since: str | None = None,
+            until: str | None = None) -> dict:
         """Answer a question with verbatim, cited passages from the corpus.
 
         Args:
@@ -522,23 +681,28 @@ class QAApp:
             k: how many passages to return, from 1 to 20.
             history: the earlier questions of this conversation, oldest first, for follow-ups that refer back.
             doc_ids: search only these documents (doc_ids from /documents); empty or null for all.
+            sites: search only documents from these sites (source.site from /documents, any case); empty or null for all.
+            since: search only documents dated on or after this day (YYYY-MM-DD); empty or null for no bound.
+            until: search only documents dated on or before this day (YYYY-MM-DD); empty or null for no bound.
 
         Returns:
-            {question, answered, reason (when not answered), passages: best first, each {rank, doc_id, title, start, end, quote, score, relevance, highlight, also_in}}
+            {question, answered, reason (when not answered), filters (when any), passages: best first, each {rank, doc_id, title, source {url, site, author, date}, page, start, end, quote, score, relevance, highlight, also_in}}
         """
         k = check_count(k, "k", low=1, high=MAX_K)
         history = check_text_list(history, "history", max_items=MAX_HISTORY_TURNS, max_chars=MAX_QUESTION_CHARS)
-        return self.collection.ask(question, k=k, history=history, doc_ids=doc_ids).to_dict()
+        return self.collection.ask(question, k=k, history=history, doc_ids=doc_ids, sites=sites, since=since,
+                                   until=until).to_dict()
 
     @_endpoint
     def documents(self) -> list[dict]:
         """List the indexed documents.
 
         Returns:
-            list of {doc_id, title, passages (how many), chars (length of the text)}, sorted by doc_id
+            list of {doc_id, title, source {url, site, author, date}, pages (PDFs, else null), passages (how many), chars (length of the text)}, sorted by doc_id
         """
         return [
-            {"doc_id": d.doc_id, "title": d.title, "passages": d.passages, "chars": d.chars}
+            {"doc_id": d.doc_id, "title": d.title, "source": d.source.to_dict(), "pages": d.pages,
+             "passages": d.passages, "chars": d.chars}
             for d in self.collection.documents()
         ]
 
@@ -550,22 +714,36 @@ class QAApp:
             doc_id: a doc_id from /documents or from a passage of /ask.
 
         Returns:
-            {doc_id, title, text}: the offsets of /ask's passages are indexes into text
+            {doc_id, title, text, source {url, site, author, date}}: text is the text extracted from the file, and the offsets of /ask's passages are indexes into it
         """
         doc = self.collection.document(doc_id)
-        return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text}
+        return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "source": doc.source.to_dict()}
+
+    @_endpoint
+    def export(self, results: list[dict], format: str = "markdown") -> str:
+        """A conversation as Markdown or JSON, every quote with its citation (site, title, date, page, URL).
+
+        Args:
+            results: the results of /ask of the conversation, oldest first.
+            format: "markdown" or "json".
+
+        Returns:
+            the document: Markdown (each question, the filters in force, the numbered quotes with citations) or JSON ({exported, turns: the results, each passage with "citation" and "copy"})
+        """
+        return export_conversation(results, format)
 
     @_endpoint
     def add_documents(self, files: list | None, replace: bool = False, progress=gr.Progress(track_tqdm=True)) -> dict:
-        """Save .txt/.md files into the corpus folder and add them to the index.
+        """Save documents (.txt, .md, .html, .htm, .pdf, .docx) into the corpus folder and add them to the index.
 
-        Every file is checked first (UTF-8, not empty, at most 10 MB, a plain name, not
-        already present unless replace); if one fails nothing is written. If indexing
-        fails the corpus and the index stay as they were. The uploaded copies are
-        removed once read, whatever happens next.
+        Every file is checked first (readable as its kind: UTF-8 text, a PDF with a text
+        layer, a page with an article, a real .docx; not empty; at most 10 MB, 40 MB for
+        .pdf/.docx; a plain name; not already present unless replace); if one fails
+        nothing is written. If indexing fails the corpus and the index stay as they were.
+        The uploaded copies are removed once read, whatever happens next.
 
         Args:
-            files: the .txt or .md files to add.
+            files: the documents to add.
             replace: overwrite documents of the same name instead of refusing them.
 
         Returns:
@@ -576,7 +754,7 @@ class QAApp:
         try:
             replace = check_flag(replace, "replace")
             if not paths:
-                raise _user_error("no files given: choose one or more .txt or .md files")
+                raise _user_error(f"no files given: choose one or more {', '.join(SUFFIXES)} files")
             progress(0.0, desc="Checking files")
             # Gradio keeps only the base name of an upload, so no name can point outside the corpus.
             uploads = [(path.name, path.read_bytes()) for path in paths]
@@ -611,36 +789,80 @@ class QAApp:
 
     # -- page -----------------------------------------------------------------
 
-    def respond(self, question: str, chat: list, questions: list[str], cited: list[list[dict]], k,
-                doc_ids: list[str] | None):
-        """Ask, and append the question and its answer to the chat.
+    def pose(self, question: str, chat: list, k, since: str | None, until: str | None):
+        """Show the question in the chat at once, with a "searching" reply, and hand it to ``respond``.
 
-        ``questions`` (the raw questions, for follow-ups) and ``cited`` (the passages of
-        every answer, for the source viewer) grow with the chat.
+        A question that cannot be asked (empty, too long, a bad date) is refused here
+        with a notice, and the chat stays as it was.
         """
         try:
-            result = self.ask(question, k, questions[-MAX_HISTORY_TURNS:], doc_ids)
+            check_question(question)
+            check_count(k, "k", low=1, high=MAX_K)
+            Filters.of(since=since, until=until)
+        except ValueError as exc:
+            return (None, *_toast(_user_error(exc), "Cannot ask that", outputs=2))
         except gr.Error as exc:
-            return _toast(exc, "Cannot ask that", outputs=5)
+            return (None, *_toast(exc, "Cannot ask that", outputs=2))
+        chat = [*chat, {"role": "user", "content": render_question(question.strip())},
+                {"role": "assistant", "content": SEARCHING}]
+        return question, chat, ""
+
+    def respond(self, question: str | None, chat: list, questions: list[str], results: list[dict], k,
+                doc_ids: list[str] | None, sites: list[str] | None, since: str | None, until: str | None):
+        """Ask the question ``pose`` put in the chat, and put its answer in place of "searching".
+
+        ``questions`` (the raw questions, for follow-ups) and ``results`` (every answer, for
+        the source viewer and the export) grow with the chat. The source viewer and the list
+        of citations follow the latest answer; the downloads hold the conversation so far.
+        """
+        if question is None:
+            return (gr.skip(),) * 7
+        pending = chat[:-2]  # without the question and the "searching" reply that pose added
+        try:
+            result = self.ask(question, k, questions[-MAX_HISTORY_TURNS:], doc_ids, sites, since, until)
+        except gr.Error as exc:
+            return (pending, *_toast(exc, "Cannot ask that", outputs=6))
         passages = result["passages"]
-        chat = [*chat, {"role": "user", "content": render_question(result["question"])},
-                {"role": "assistant", "content": render_answer(result, turn=len(cited))}]
+        chat = [*pending, {"role": "user", "content": render_question(result["question"])},
+                {"role": "assistant", "content": render_answer(result, turn=len(results))}]
+        results = [*results, result]
         choices = [(citation_label(p), i) for i, p in enumerate(passages)]
-        sources = gr.update(choices=choices, value=None, visible=bool(choices))
-        return chat, [*questions, result["question"]], [*cited, passages], sources, ""
+        sources = gr.update(choices=choices, value=0 if choices else None, visible=bool(choices))
+        source = self._source(passages, 0) if passages else ""
+        markdown, json_file = self._export_files(results)
+        return (chat, [*questions, result["question"]], results, sources, source,
+                gr.update(value=markdown, visible=True), gr.update(value=json_file, visible=True))
 
-    def open_latest(self, choice: int | None, cited: list[list[dict]]) -> str:
+    def _export_files(self, results: list[dict]) -> tuple[str, str]:
+        """The conversation written as a Markdown and a JSON file, for the chat's downloads."""
+        _sweep_exports()
+        folder = Path(tempfile.mkdtemp(dir=export_folder()))
+        paths = (folder / "conversation.md", folder / "conversation.json")
+        for path, fmt in zip(paths, ("markdown", "json")):
+            path.write_text(export_conversation(results, fmt), encoding="utf-8")
+        return str(paths[0]), str(paths[1])
+
+    def open_latest(self, choice: int | None, results: list[dict]) -> str:
         """The source viewer for a citation of the last answer, chosen in the list beside the chat."""
-        if choice is None or not cited:
+        if choice is None or not results:
             return gr.skip()
-        return self._source(cited[-1], int(choice))
+        return self._source(results[-1]["passages"], int(choice))
 
-    def open_cited(self, target: str, cited: list[list[dict]]) -> str:
-        """The source viewer for a citation clicked in the chat (``target`` is "<turn>-<i>")."""
-        turn, _, i = (target or "").partition("-")
-        if not (turn.isdigit() and i.isdigit() and int(turn) < len(cited)):
+    def open_cited(self, target: str, results: list[dict]) -> str:
+        """The source viewer for a citation clicked in the chat: ``target`` is "<turn>-<i>", or
+        "<turn>-<i>-<j>" for the j-th "also reported in" of passage i."""
+        parts = (target or "").split("-")
+        if not (2 <= len(parts) <= 3 and all(p.isdigit() for p in parts) and int(parts[0]) < len(results)):
             return gr.skip()
-        return self._source(cited[int(turn)], int(i))
+        passages = results[int(parts[0])]["passages"]
+        i = int(parts[1])
+        if len(parts) == 3:
+            if not 0 <= i < len(passages) or not 0 <= int(parts[2]) < len(passages[i].get("also_in") or []):
+                return gr.skip()
+            other = passages[i]["also_in"][int(parts[2])]
+            sentence = {"start": other["start"], "end": other["end"]}
+            return self._source([{**other, "rank": passages[i]["rank"], "highlight": sentence}], 0)
+        return self._source(passages, i)
 
     def _source(self, passages: list[dict], i: int) -> str:
         if not 0 <= i < len(passages):
@@ -651,25 +873,27 @@ class QAApp:
         except gr.Error as exc:  # deleted since it was cited
             return _toast(exc, "Cannot open the source", outputs=1)[0]
 
-    def refresh(self, filter_ids: list[str] | None = None):
-        """The documents table and every document picker, from the index as it is now."""
+    def refresh(self, filter_ids: list[str] | None = None, filter_sites: list[str] | None = None):
+        """The documents table and every document and site picker, from the index as it is now."""
         docs = self.documents()
-        rows = [[_short(d["title"], d["doc_id"]), d["doc_id"], d["passages"], d["chars"]] for d in docs]
         choices = [(f"{_short(d['title'], d['doc_id'], 60)} ({d['doc_id']})", d["doc_id"]) for d in docs]
         known = {d["doc_id"] for d in docs}
         kept = [d for d in filter_ids or [] if d in known]
+        sites = sorted({d["source"]["site"] for d in docs if d["source"]["site"]}, key=str.casefold)
+        kept_sites = [s for s in filter_sites or [] if s in sites]
         summary = f"{len(docs)} documents, {sum(d['passages'] for d in docs):,} passages"
-        return rows, gr.update(choices=choices, value=kept), gr.update(choices=choices, value=None), summary
+        return (render_documents(docs), gr.update(choices=choices, value=kept),
+                gr.update(choices=sites, value=kept_sites), gr.update(choices=choices, value=None), summary)
 
     def upload(self, files: list | None, replace: bool, filter_ids: list[str] | None,
-               progress=gr.Progress(track_tqdm=True)):
+               filter_sites: list[str] | None, progress=gr.Progress(track_tqdm=True)):
         try:
             report = self.add_documents(files, replace, progress)
         except gr.Error as exc:  # the uploads are removed: the box is emptied too
-            return (f"Nothing was added: {exc.message}", None, *_toast(exc, "Nothing was added", outputs=4))
+            return (f"Nothing was added: {exc.message}", None, *_toast(exc, "Nothing was added", outputs=5))
         done = report["added"] + report["changed"]
         message = f"Added {', '.join(done)}: {report['embedded']} passages indexed in {report['seconds']:.1f} s."
-        return (_escape(message), None, *self.refresh(filter_ids))
+        return (_escape(message), None, *self.refresh(filter_ids, filter_sites))
 
     def ask_delete(self, doc_id: str | None):
         if not doc_id:
@@ -677,22 +901,24 @@ class QAApp:
         prompt = f"Delete <strong>{_escape(doc_id)}</strong> from the corpus folder and the index?"
         return gr.update(visible=True), prompt
 
-    def delete(self, doc_id: str | None, filter_ids: list[str] | None):
+    def delete(self, doc_id: str | None, filter_ids: list[str] | None, filter_sites: list[str] | None):
         try:
             report = self.delete_document(doc_id or "")
         except gr.Error as exc:
-            return (gr.skip(), f"Nothing was deleted: {exc.message}", *_toast(exc, "Nothing was deleted", outputs=4))
+            return (gr.skip(), f"Nothing was deleted: {exc.message}", *_toast(exc, "Nothing was deleted", outputs=5))
         message = f"Deleted {', '.join(report['removed']) or doc_id}."
-        return (gr.update(visible=False), _escape(message), *self.refresh(filter_ids))
+        return (gr.update(visible=False), _escape(message), *self.refresh(filter_ids, filter_sites))
 
 
 def build_app(collection: Collection) -> gr.Blocks:
     """The page and the API over an open collection (not yet launched)."""
     app = QAApp(collection)
     upload_folder()  # before any component: Gradio reads its folder from the environment
+    export_folder()
     with _Blocks(title="Ask the corpus", analytics_enabled=False) as demo:
         questions = gr.State([])  # raw questions of this chat, for follow-ups
-        cited = gr.State([])  # the passages of each answer, for the source viewer
+        results = gr.State([])  # the result of each answer: for the source viewer and the export
+        pending = gr.State(None)  # the question being answered
 
         gr.Markdown(
             "# Ask the corpus\n"
@@ -713,36 +939,43 @@ def build_app(collection: Collection) -> gr.Blocks:
                             placeholder=f"Ask a question (Enter to send, at most {MAX_QUESTION_CHARS:,} characters)",
                         )
                         send = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-send")
-                    gr.Examples(EXAMPLES, inputs=question, label="Examples from the seed corpus")
-                    clear = gr.Button("New conversation", size="sm")
-                with gr.Column(scale=2):
-                    with gr.Accordion("Search settings: passages, documents", open=False):
+                    examples = gr.Examples(EXAMPLES, inputs=question, label="Examples from the seed corpus")
+                    with gr.Row():
+                        clear = gr.Button("New conversation", size="sm", elem_id="qa-new")
+                        export_md = gr.DownloadButton("Download Markdown", size="sm", visible=False,
+                                                      elem_id="qa-export-md")
+                        export_json = gr.DownloadButton("Download JSON", size="sm", visible=False,
+                                                        elem_id="qa-export-json")
+                with gr.Column(scale=2, elem_id="qa-side"):
+                    with gr.Accordion("Search settings: passages, documents, sites, dates", open=False,
+                                      elem_id="qa-settings"):
                         k = gr.Slider(1, MAX_K, value=5, step=1, label="Passages (k)")
                         only = gr.Dropdown(
                             [], multiselect=True, label="Only these documents",
                             info="Leave empty to search them all.", elem_id="qa-only",
                         )
+                        sites = gr.Dropdown([], multiselect=True, label="Only these sites", elem_id="qa-sites")
+                        with gr.Row():
+                            since = gr.Textbox(label="Dated from", placeholder="YYYY-MM-DD", elem_id="qa-since")
+                            until = gr.Textbox(label="Dated until", placeholder="YYYY-MM-DD", elem_id="qa-until")
+                    source = gr.HTML("", elem_id="qa-source")
                     sources = gr.Radio(
                         [], label="Citations of the last answer: choose one to read it in its document",
                         visible=False, elem_id="qa-sources",
                     )
-                    source = gr.HTML("", elem_id="qa-source")
-                    # Filled by OPEN_CITATION_JS when a citation in the chat is clicked.
+                    # Filled by PAGE_JS when a citation in the chat is clicked.
                     open_target = gr.Textbox(visible="hidden", elem_id="qa-open-target")
                     open_button = gr.Button(visible="hidden", elem_id="qa-open-button")
         with gr.Tab("Documents"):
             # gr.HTML, not gr.Markdown, for anything holding a name: it is escaped, and
             # Markdown would still read * and _ in it.
             summary = gr.HTML(elem_id="qa-summary")
-            table = gr.Dataframe(
-                headers=["Title", "Document", "Passages", "Characters"], datatype=["str", "str", "number", "number"],
-                interactive=False, elem_id="qa-documents", wrap=True, column_widths=["52%", "28%", "10%", "10%"],
-            )
+            table = gr.HTML(elem_id="qa-documents")
             with gr.Row():
                 with gr.Column():
                     files = gr.File(
-                        label="Add .txt or .md files", file_count="multiple", file_types=[".txt", ".md"],
-                        elem_id="qa-upload",
+                        label=f"Add documents ({', '.join(SUFFIXES)})", file_count="multiple",
+                        file_types=list(SUFFIXES), elem_id="qa-upload",
                     )
                     replace = gr.Checkbox(False, label="Replace documents that have the same name")
                     add = gr.Button("Add to the index", variant="primary", elem_id="qa-add")
@@ -758,29 +991,43 @@ def build_app(collection: Collection) -> gr.Blocks:
 
         # The page's own events are private: clients use the API endpoints below.
         private = {"api_visibility": "private"}
-        listing = [table, only, victim, summary]
-        gr.on([question.submit, send.click], app.respond, [question, chat, questions, cited, k, only],
-              [chat, questions, cited, sources, question], **private).then(None, js=SCROLL_TO_ANSWER, **private)
-        forget = (lambda: ([], [], [], gr.update(choices=[], value=None, visible=False), ""),
-                  None, [chat, questions, cited, sources, source])
+        listing = [table, only, sites, victim, summary]
+
+        def answer_after(posed) -> None:
+            """Once ``pose`` has put the question in the chat, answer it."""
+            posed.then(None, js=SCROLL_TO_ANSWER, **private).then(
+                app.respond, [pending, chat, questions, results, k, only, sites, since, until],
+                [chat, questions, results, sources, source, export_md, export_json], **private).then(
+                None, js=SCROLL_TO_ANSWER, **private).then(None, js=SCROLL_TO_LATEST_SOURCE, **private)
+
+        # Enter, "Ask" and a click on an example show the question at once, then answer it.
+        pose = (app.pose, [question, chat, k, since, until], [pending, chat, question])
+        answer_after(gr.on([question.submit, send.click], *pose, **private))
+        answer_after(examples.load_input_event.then(*pose, **private))
+        hidden = gr.update(value=None, visible=False)
+        forget = (lambda: ([], [], [], None, gr.update(choices=[], value=None, visible=False), "", hidden, hidden,
+                           [], [], "", ""),
+                  None, [chat, questions, results, pending, sources, source, export_md, export_json,
+                         only, sites, since, until])
         clear.click(*forget, **private)
         chat.clear(*forget, **private)  # the chat's own bin button
-        sources.input(app.open_latest, [sources, cited], source, **private).then(
+        sources.input(app.open_latest, [sources, results], source, **private).then(
             None, js=SCROLL_TO_CITATION, **private)
-        open_button.click(app.open_cited, [open_target, cited], source, **private).then(
+        open_button.click(app.open_cited, [open_target, results], source, **private).then(
             None, js=SCROLL_TO_CITATION, **private)
-        add.click(app.upload, [files, replace, only], [status, files, *listing], show_progress_on=status,
+        add.click(app.upload, [files, replace, only, sites], [status, files, *listing], show_progress_on=status,
                   concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
         remove.click(app.ask_delete, victim, [confirm_box, confirm_text], **private)
         cancel.click(lambda: gr.update(visible=False), None, confirm_box, **private)
-        confirm.click(app.delete, [victim, only], [confirm_box, status, *listing], show_progress_on=status,
+        confirm.click(app.delete, [victim, only, sites], [confirm_box, status, *listing], show_progress_on=status,
                       concurrency_id=WRITE_GROUP, concurrency_limit=1, **private)
-        demo.load(app.refresh, only, listing, **private)
+        demo.load(app.refresh, [only, sites], listing, **private)
 
         # The API (and, with gradio[mcp], the same functions as MCP tools).
         gr.api(app.ask, api_name="ask")
         gr.api(app.documents, api_name="documents")
         gr.api(app.document, api_name="document")
+        gr.api(app.export, api_name="export")
         api_files = gr.File(file_count="multiple", visible=False)
         api_replace = gr.Checkbox(False, visible=False)
         api_report = gr.JSON(visible=False)
@@ -851,7 +1098,7 @@ def launch(
     _, url, _ = demo.launch(
         server_name=host, server_port=port, auth=auth, mcp_server=mcp, prevent_thread_lock=prevent_thread_lock,
         show_error=False, quiet=quiet, max_file_size=MAX_UPLOAD, css=CSS, theme=gr.themes.Default(**THEME_FONTS),
-        footer_links=["api", "settings"], head=OPEN_CITATION_JS,
+        footer_links=["api", "settings"], head=PAGE_JS,
         run_history=False, enable_monitoring=False, ssr_mode=False,
         app_kwargs={"middleware": [Middleware(_Guard)]},
     )
@@ -870,7 +1117,8 @@ def serve(collection: Collection, **kwargs) -> tuple[gr.Blocks, str]:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the question-answering web app and its API.")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of .txt/.md documents (default: seeds)")
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS,
+                        help="folder of documents: .txt, .md, .html, .htm, .pdf, .docx (default: seeds)")
     parser.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", DEFAULT_HOST),
                         help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")

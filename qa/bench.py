@@ -633,7 +633,7 @@ def run(
     *, quick: bool = False, scifact: str | os.PathLike = DEFAULT_SCIFACT,
     backends: Sequence[str] = ("torch", "openvino", "onnx", "onnx-int8"), sizes: Sequence[int] | None = None,
     quality: bool = True, queries: int | None = None, cache_dir: Path | None = None, show_progress: bool = True,
-    ann_study: bool = False, ui: bool = True,
+    ann_study: bool = False, ui: bool = True, formats: bool = True,
 ) -> dict:
     """Every table; returns {"machine", "date", "embedders", "build", "system", "ui", "indexes"}.
 
@@ -645,6 +645,8 @@ def run(
         queries: how many SciFact queries to time against each index.
         ann_study: also compare flat, HNSW and IVF FAISS indexes at each size.
         ui: also measure ui.py (start-up and /ask).
+        formats: also measure extraction on the formats fixtures and a 100-page PDF against
+            the same text as .txt (qa.bench_formats).
     """
     from qa import bench_index
     from qa import backends as qb
@@ -676,8 +678,15 @@ def run(
         gc.collect()
         index_rows = bench_indexes(base, query_vectors, sizes)
     ui_rows = [bench_ui(quick=quick)] if ui else []
+    extraction_rows, pdf_rows = [], []
+    if formats:
+        from qa import bench_formats
+
+        extraction_rows = bench_formats.measure_extraction()
+        pdf_rows = [bench_formats.measure_pdf_vs_txt(pages=100, repeats=1 if quick else 3, scifact=Path(scifact))]
     return {"machine": machine(), "date": started, "embedders": embed_rows, "build": build_rows,
             "system": system_rows, "ui": ui_rows, "indexes": index_rows,
+            "extraction": extraction_rows, "pdf": pdf_rows,
             "passages": len(data.passages), "queries": len(query_texts)}
 
 
@@ -708,6 +717,10 @@ def report(result: dict) -> str:
     ]
     if result["ui"]:
         parts += ["Web app over the seed corpus (scripts/bench_ui.py).", format_table(result["ui"], UI_COLUMNS)]
+    if result.get("extraction") or result.get("pdf"):
+        from qa import bench_formats
+
+        parts.append(bench_formats.report(result.get("extraction", []), result.get("pdf", [])))
     if result["indexes"]:
         parts += [
             f"Vector search study: SciFact passage vectors ({result['passages']}) replicated with noise to N; "
@@ -729,16 +742,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-quality", action="store_true", help="skip nDCG@10 (embedding all of SciFact per backend)")
     parser.add_argument("--ann-study", action="store_true", help="also compare flat, HNSW and IVF FAISS indexes")
     parser.add_argument("--no-ui", action="store_true", help="skip the ui.py start-up and /ask measurement")
+    parser.add_argument("--no-formats", action="store_true",
+                        help="skip extraction on the formats fixtures and the PDF against .txt indexing time")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
     result = run(quick=args.quick, scifact=args.scifact, backends=args.backends.split(","), sizes=sizes,
-                 quality=not args.no_quality, queries=args.queries, ann_study=args.ann_study, ui=not args.no_ui)
+                 quality=not args.no_quality, queries=args.queries, ann_study=args.ann_study, ui=not args.no_ui,
+                 formats=not args.no_formats)
     print(report(result))
     if args.json:
         data = {**result, **{key: [asdict(r) for r in result[key]]
-                             for key in ("embedders", "build", "system", "ui", "indexes")}}
+                             for key in ("embedders", "build", "system", "ui", "indexes", "extraction", "pdf")}}
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return 0
 

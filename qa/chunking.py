@@ -199,10 +199,25 @@ class Chunker:
             list of Passage; each spans whole sentences (a sentence over the budget
             alone is cut, see ``_split_long``), starts with up to ``overlap_tokens``
             of whole sentences from the passage before and always adds at least one
-            new sentence, and fits the token budget and word-piece cap exactly.
+            new sentence, and fits the token budget and word-piece cap exactly. In a
+            document with pages (a PDF) no passage spans two pages.
         """
         text = doc.text
         sents = self.sentences(text)
+        if not doc.pages or len(doc.pages) < 2:
+            return self._pack(doc.doc_id, text, sents)
+        # A passage of a PDF stays on one page, so the page it cites holds all of it.
+        passages, first = [], 0
+        for end_of_page in list(doc.pages[1:]) + [len(text) + 1]:
+            last = first
+            while last < len(sents) and sents[last][0][0] < end_of_page:
+                last += 1
+            passages.extend(self._pack(doc.doc_id, text, sents[first:last]))
+            first = last
+        return passages
+
+    def _pack(self, doc_id: str, text: str, sents: list[tuple[Span, int, int]]) -> list[Passage]:
+        """Passages over consecutive sentences (with their token and word-piece counts), as ``chunk`` describes."""
         n = len(sents)
         tok = np.cumsum([0] + [s[1] for s in sents])
         wp = np.cumsum([0] + [s[2] for s in sents])
@@ -224,7 +239,7 @@ class Chunker:
             while j > first_new and not fits(i, j):
                 j -= 1
             spans = tuple(s[0] for s in sents[i : j + 1])
-            passages.append(Passage(doc.doc_id, spans[0][0], spans[-1][1], spans))
+            passages.append(Passage(doc_id, spans[0][0], spans[-1][1], spans))
             last = j
             if j + 1 >= n:
                 break

@@ -141,6 +141,42 @@ def may_be_same(a: set[str], b: set[str]) -> bool:
     return min(len(a), len(b)) >= SAME_MIN_WORDS and word_containment(a, b) >= SAME_MIN_CONTAINMENT
 
 
+_MONTHS_AP = ("Jan.", "Feb.", "March", "April", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec.")
+
+
+def format_date(iso: str | None) -> str | None:
+    """A YYYY-MM-DD date as a reporter writes it ("Nov. 18, 2019"); None stays None."""
+    match = re.match(r"^(\d{4})-(\d{2})-(\d{2})$", iso or "")
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return iso or None
+    return f"{_MONTHS_AP[int(match.group(2)) - 1]} {int(match.group(3))}, {match.group(1)}"
+
+
+def cite(title: str, source: Mapping | None = None, page: int | None = None, *, doc_id: str | None = None) -> str:
+    """A citation as a reporter writes it: site, "title", date, page, URL (what is known of them).
+
+    A document with no source details is cited by its title alone, or with
+    ``doc_id`` after it (the file to look in) when given.
+    """
+    source = source or {}
+    date = format_date(source.get("date"))
+    details = [source.get("site"), date, f"p. {page}" if page else None, source.get("url")]
+    if not any(details):
+        return f"{title}, {doc_id}" if doc_id and title else (title or doc_id or "")
+    parts = [source.get("site"), f'"{title}"' if title else doc_id, date, f"p. {page}" if page else None,
+             source.get("url")]
+    return ", ".join(p for p in parts if p)
+
+
+def copy_text(passage: Mapping) -> str:
+    """A passage of the result contract as plain text to paste: “quote” — Site, "Title", date, p. N, URL.
+
+    The quote's line breaks and runs of spaces become single spaces; its words are the document's.
+    """
+    quote = " ".join(passage["quote"].split())
+    return f"“{quote}” — {cite(passage.get('title'), passage.get('source'), passage.get('page'), doc_id=passage['doc_id'])}"
+
+
 # How a reader is told the relevance model's probability that a passage answers.
 _RELEVANCE_WORDS = ((0.75, "very likely answers the question"), (0.4, "likely answers the question"),
                     (0.15, "may answer the question"), (0.0, "probably does not answer the question"))
@@ -157,6 +193,8 @@ def relevance_words(relevance: float | None) -> str:
 def render_text(answer: "Answer") -> str:
     """Numbered quotes with citations, the answering sentence marked with »…«."""
     lines = [f"Q: {answer.question}"]
+    if answer.filters.active:
+        lines.append(f"Filters: {describe_filters(answer.filters.to_dict())}")
     if not answer.passages:
         lines.append(f"No passage found. {answer.reason or ''}".rstrip())
         return "\n".join(lines)
@@ -172,8 +210,27 @@ def render_text(answer: "Answer") -> str:
         body = "\n".join("   " + line if line.strip() else "" for line in quote.splitlines())
         lines.append(f"[{hit.rank}] {body.lstrip()}")
         judged = relevance_words(hit.relevance) if hit.relevance is not None else f"score {hit.score:.4f}"
-        lines.append(f"    — {hit.title} ({hit.doc_id}, characters {hit.start}–{hit.end}), {judged}")
+        lines.append(f"    — {cite(hit.title, hit.source, hit.page)} ({hit.doc_id}, characters {hit.start}–{hit.end}), "
+                     f"{judged}")
         for other in hit.also_in:
-            lines.append(f"    also reported in: {other.title} ({other.doc_id}, characters {other.start}–{other.end})")
+            lines.append(f"    also reported in: {cite(other.title, other.source, other.page)} "
+                         f"({other.doc_id}, characters {other.start}–{other.end})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def describe_filters(filters: Mapping) -> str:
+    """The filters of a result (its "filters" entry) in words: 'sites: CNN, Vox; from Nov. 1, 2019'."""
+    parts = []
+    if filters.get("doc_ids"):
+        parts.append(f"documents: {', '.join(filters['doc_ids'])}")
+    if filters.get("sites"):
+        parts.append(f"sites: {', '.join(filters['sites'])}")
+    since, until = format_date(filters.get("since")), format_date(filters.get("until"))
+    if since and until:
+        parts.append(f"dated {since} to {until}")
+    elif since:
+        parts.append(f"dated {since} or later")
+    elif until:
+        parts.append(f"dated {until} or earlier")
+    return "; ".join(parts)

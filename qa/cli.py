@@ -14,6 +14,7 @@ from qa.citations import render_text
 from qa.collection import Collection
 from qa.corpus import DocumentError
 from qa.embedding import ModelError
+from qa.extract import SUFFIXES
 from qa.index import IndexBusyError, IndexFormatError, IndexParams
 from qa.retrieval import SearchParams
 
@@ -70,12 +71,12 @@ def cmd_index(args) -> int:
         except (OSError, ValueError, KeyError):
             held = 0
         if held:
-            raise UserError(f"{args.corpus} holds no .txt or .md documents; the index at {args.index} still holds "
+            raise UserError(f"{args.corpus} holds no documents ({', '.join(SUFFIXES)}); the index at {args.index} still holds "
                             f"{held} and is left as it is (pass --allow-empty to empty it)")
     col = Collection(args.corpus, args.index, show_progress=not args.quiet)
     report = col.update()
     if report.documents == 0:
-        print(f"warning: {args.corpus} holds no .txt or .md documents; the index is empty", file=sys.stderr)
+        print(f"warning: {args.corpus} holds no documents ({', '.join(SUFFIXES)}); the index is empty", file=sys.stderr)
     print(f"index {args.index}: {report.documents} documents, {report.passages} passages "
           f"({report.embedded} embedded) in {report.seconds:.1f} s")
     for label, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
@@ -92,23 +93,40 @@ def cmd_index(args) -> int:
 
 def cmd_ask(args) -> int:
     col = _collection(args).open()
+    filters = {"doc_ids": args.doc or None, "sites": args.site or None, "since": args.since, "until": args.until}
     if args.question == "-":
         failed = 0
         for line in _stdin_lines():
             if not line.strip():
                 continue
             try:
-                print(json.dumps(col.ask(line, k=args.k).to_dict(), ensure_ascii=False), flush=True)
+                print(json.dumps(col.ask(line, k=args.k, **filters).to_dict(), ensure_ascii=False), flush=True)
             except ValueError as exc:
                 failed += 1
                 print(json.dumps({"question": _shown(line.rstrip("\r\n")), "error": _shown(str(exc))},
                                  ensure_ascii=False), flush=True)
         return 1 if failed else 0
-    answer = col.ask(args.question, k=args.k)
+    answer = col.ask(args.question, k=args.k, **filters)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(render_text(answer))
+    return 0
+
+
+def cmd_document(args) -> int:
+    from qa.citations import cite
+
+    doc = _collection(args).open().document(args.doc_id)
+    if args.json:
+        print(json.dumps({"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "source": doc.source.to_dict()},
+                         ensure_ascii=False, indent=2))
+        return 0
+    pages = f", {len(doc.pages)} pages" if doc.pages is not None else ""
+    print(f"{doc.doc_id}: {cite(doc.title, doc.source.to_dict())}")
+    print(f"  author: {doc.source.author or '-'}; {len(doc.text):,} characters{pages}")
+    print()
+    print(doc.text)
     return 0
 
 
@@ -247,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("index", help="build or update the index of a corpus folder")
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder of .txt/.md documents (default: seeds)")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS,
+                   help="folder of documents: .txt, .md, .html, .htm, .pdf, .docx (default: seeds)")
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-empty", action="store_true", help="let an empty corpus folder empty an existing index")
@@ -258,8 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=DEFAULT_INDEX)
     p.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
     p.add_argument("--json", action="store_true", help="print the result contract as JSON")
+    p.add_argument("--doc", action="append", metavar="DOC_ID", help="search only this document (repeatable)")
+    p.add_argument("--site", action="append", metavar="SITE", help="search only documents from this site (repeatable)")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="search only documents dated on or after this day")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="search only documents dated on or before this day")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("document", help="print a document's indexed text and source details")
+    p.add_argument("doc_id")
+    p.add_argument("--index", default=DEFAULT_INDEX)
+    p.add_argument("--json", action="store_true", help="print {doc_id, title, text, source}")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_document)
 
     p = sub.add_parser("eval", help="hit@k, MRR and abstention on a questions JSONL file")
     p.add_argument("file")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from qa.arguments import ArgumentError, check_flag, check_list, check_text, describe
-from qa.corpus import MAX_DOCUMENT_BYTES, Document, DocumentError, decode_document, safe_doc_id
+from qa.corpus import Document, DocumentError, decode_document, max_document_bytes, safe_doc_id
 from qa.embedding import Embedder, default_embedder
+from qa.extract import Source
 from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
 )
@@ -23,10 +24,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DocumentInfo:
+    """One indexed document: its passages, the length of its text, its source details and page count (PDFs)."""
+
     doc_id: str
     title: str
     passages: int
     chars: int
+    source: Source = Source()
+    pages: int | None = None
 
 
 class Collection:
@@ -38,7 +43,7 @@ class Collection:
     swaps it in, so readers see either the old index or the new one.
 
     Args:
-        corpus_dir: the folder of .txt/.md documents.
+        corpus_dir: the folder of documents (.txt, .md, .html, .htm, .pdf, .docx).
         index_dir: where the index lives.
         embedder: the embedding model (default: one shared per process).
         index_params: passage parameters; an index built otherwise is rebuilt.
@@ -122,19 +127,22 @@ class Collection:
     # -- questions -----------------------------------------------------------
 
     def ask(
-        self, question: str, *, k: int = 5, history: Sequence | None = None, doc_ids: Sequence[str] | None = None
+        self, question: str, *, k: int = 5, history: Sequence | None = None, doc_ids: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
     ) -> Answer:
-        """See ``Searcher.search``."""
+        """See ``Searcher.search``: ``doc_ids``, ``sites``, ``since`` and ``until`` filter the documents."""
         if self._searcher is None:
             self.open()
-        return self._searcher.search(question, k=k, history=history, doc_ids=doc_ids)
+        return self._searcher.search(question, k=k, history=history, doc_ids=doc_ids, sites=sites, since=since,
+                                     until=until)
 
     # -- documents -----------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:
         index = self.index
         return [
-            DocumentInfo(d, doc.title, index.doc_ranges.get(d, (0, 0))[1], len(doc.text))
+            DocumentInfo(d, doc.title, index.doc_ranges.get(d, (0, 0))[1], len(doc.text), doc.source,
+                         len(doc.pages) if doc.pages is not None else None)
             for d, doc in index.documents.items()
         ]
 
@@ -150,15 +158,17 @@ class Collection:
         """Validate one file to add; return it as a Document without writing anything.
 
         Raises:
-            DocumentError: a bad name, too big, not UTF-8, empty, already present, or
-                a symbolic link in the corpus folder in its way.
+            DocumentError: a bad name, too big, unreadable (not UTF-8, a corrupt PDF or one
+                without text, a page with no article, not really a .docx), empty, already
+                present, or a symbolic link in the corpus folder in its way.
         """
         name = check_text(name, "the file name", max_chars=MAX_DOC_ID_CHARS)
         if not isinstance(data, (bytes, bytearray)):
             raise ArgumentError(f"{name}: the content must be bytes, got {describe(data)}")
         doc_id = safe_doc_id(os.path.basename(name.replace("\\", "/")) if "/" not in name else name)
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise DocumentError(f"{doc_id}: {len(data) / 1e6:.1f} MB is over the 10 MB limit")
+        limit = max_document_bytes(doc_id)
+        if len(data) > limit:
+            raise DocumentError(f"{doc_id}: {len(data) / 1e6:.1f} MB is over the {limit // 2**20} MB limit")
         doc = decode_document(doc_id, bytes(data))
         self._refuse_links(doc_id)
         if not replace and (self.corpus_dir / doc_id).exists():

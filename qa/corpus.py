@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from qa.extract import SUFFIXES, ExtractionError, Source, extract
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md")
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+# PDFs and Word files carry fonts and pictures besides their text.
+MAX_BINARY_BYTES = 40 * 1024 * 1024
+_SUFFIX_LIST = ", ".join(SUFFIXES[:-1]) + f" and {SUFFIXES[-1]}"
 
 
 @dataclass(frozen=True)
 class Document:
     """One document of the corpus.
 
-    ``text`` is the file decoded as UTF-8 with a leading BOM dropped and line ends
-    kept as they are; every offset in the index is a Python string index into it.
+    ``text`` is the text extracted from the file (qa.extract): for .txt and .md the
+    file decoded as UTF-8 with a leading BOM (and any front matter) dropped and line
+    ends kept as they are. Every offset in the index is a Python string index into it.
+    ``pages`` (PDFs) holds the offset where each page starts; ``source`` the url,
+    site, author and date found in the file.
     """
 
     doc_id: str
     title: str
     text: str
+    source: Source = field(default_factory=Source)
+    pages: tuple[int, ...] | None = None
 
     @property
     def sha256(self) -> str:
         return content_hash(self.text)
+
+    def page_of(self, offset: int) -> int | None:
+        """The 1-based page that holds ``offset``, or None for a document without pages."""
+        if not self.pages:
+            return None
+        return max(1, bisect.bisect_right(self.pages, offset))
 
 
 class DocumentError(ValueError):
@@ -50,22 +66,26 @@ def title_of(text: str) -> str:
 
 
 def decode_document(doc_id: str, data: bytes) -> Document:
-    """Turn the bytes of a file into a Document.
+    """Turn the bytes of a file into a Document, by the file's suffix (see qa.extract).
 
     Raises:
-        DocumentError: the bytes are not UTF-8, or hold no text.
+        DocumentError: the file is empty, or cannot be read as what its suffix says
+            (not UTF-8, a corrupt PDF or one without a text layer, a page with no
+            article, a .docx that is not one), naming the document.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"{doc_id}: not valid UTF-8 (byte {exc.start}); save it as UTF-8 text"
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
+    if not data.strip(b" \t\r\n\xef\xbb\xbf"):
         raise DocumentError(f"{doc_id}: the file is empty")
-    return Document(doc_id=doc_id, title=title_of(text), text=text)
+    try:
+        found = extract(doc_id, data)
+    except ExtractionError as exc:
+        raise DocumentError(f"{doc_id}: {exc}") from None
+    return Document(doc_id=doc_id, title=found.title or title_of(found.text), text=found.text,
+                    source=found.source, pages=found.pages)
+
+
+def max_document_bytes(doc_id: str) -> int:
+    """The largest file accepted for a document of this name."""
+    return MAX_BINARY_BYTES if doc_id.lower().endswith((".pdf", ".docx")) else MAX_DOCUMENT_BYTES
 
 
 _warned_links: set[str] = set()
@@ -141,9 +161,9 @@ def read_document(doc_id: str, path: Path) -> Document:
 
 
 def load_corpus(folder: str | os.PathLike) -> list[Document]:
-    """Every ``.txt`` and ``.md`` document under ``folder``, sorted by doc_id.
+    """Every document under ``folder`` (.txt, .md, .html, .htm, .pdf, .docx), sorted by doc_id.
 
-    A file that is not UTF-8 or is empty is skipped with a warning naming it.
+    A file that cannot be read (not UTF-8, empty, no text layer, ...) is skipped with a warning naming it.
     """
     docs = []
     for doc_id, path in corpus_files(folder).items():
@@ -159,7 +179,7 @@ def safe_doc_id(name: str) -> str:
 
     Raises:
         DocumentError: the name is empty, absolute, escapes the corpus folder,
-            is hidden, or does not end in .txt or .md.
+            is hidden, or does not end in a suffix qa.extract reads.
     """
     cleaned = name.replace("\\", "/").strip()
     parts = cleaned.split("/")
@@ -168,5 +188,5 @@ def safe_doc_id(name: str) -> str:
     if any(p.startswith(".") for p in parts):
         raise DocumentError(f"{name!r}: hidden names are not allowed")
     if "\x00" in cleaned or not cleaned.lower().endswith(SUFFIXES):
-        raise DocumentError(f"{name!r}: only .txt and .md files can be added")
+        raise DocumentError(f"{name!r}: only {_SUFFIX_LIST} files can be added")
     return cleaned

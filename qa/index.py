@@ -6,7 +6,9 @@ Layout of an index folder (all inspectable, no pickles)::
                             the segments in order, with the documents deleted from each
     segments/<name>/        one immutable segment, written once:
         segment.json        counts, and the approximate index's parameters if it has one
-        documents.jsonl     {"doc_id", "title", "sha256", "size", "mtime_ns", "text"} per document
+        documents.jsonl     {"doc_id", "title", "sha256", "size", "mtime_ns", "file_sha256",
+                            "extractor", "source", "pages", "text"} per document: the
+                            extracted text every quote is cut from (qa.extract)
         passages.npy        int32 (doc, start, end) per passage: ``text[start:end]`` is the quote
         sentence_rows.npy   int64: passage i's sentences are rows sentence_rows[i]..[i+1]
         sentence_spans.npy  int32 (start, end) per sentence, in document offsets
@@ -28,6 +30,7 @@ so a killed build resumes where it stopped.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -42,7 +45,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from qa.chunking import CHUNKING_VERSION, Chunker, ChunkParams, Passage, count_tiktokens
-from qa.corpus import Document, DocumentError, content_hash, corpus_files, read_document
+from qa.corpus import Document, DocumentError, content_hash, corpus_files, decode_document, read_file
+from qa.extract import Source, extractor_name, extractors
 from qa.embedding import MAX_SEQ_LENGTH, Embedder
 from qa.lexical import B, BM25, K1, Postings, tokenize
 from qa.npyfile import NpyRows
@@ -221,10 +225,11 @@ class Segment:
         with open(folder / "documents.jsonl", encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                text = row.pop("text")
+                text, source, pages = row.pop("text"), row.pop("source", None), row.pop("pages", None)
                 if content_hash(text) != row["sha256"]:
                     raise IndexFormatError(f"{folder}: the text of {row['doc_id']} no longer matches its hash")
-                documents.append(Document(row["doc_id"], row["title"], text))
+                documents.append(Document(row["doc_id"], row["title"], text, Source.from_dict(source),
+                                          tuple(pages) if pages is not None else None))
                 entries.append(row)
         load = lambda name: NpyRows(folder / name)  # noqa: E731
         table = np.load(folder / "passages.npy", allow_pickle=False)
@@ -343,7 +348,9 @@ def _write_segment(folder: Path, pieces: Sequence[_Piece], *, dim: int, layout: 
 
     with open(folder / "documents.jsonl", "w", encoding="utf-8") as f:
         for doc, entry in zip(documents, entries):
-            row = {**entry, "doc_id": doc.doc_id, "title": doc.title, "sha256": doc.sha256, "text": doc.text}
+            row = {**entry, "doc_id": doc.doc_id, "title": doc.title, "sha256": doc.sha256,
+                   "source": doc.source.to_dict(), "pages": list(doc.pages) if doc.pages is not None else None,
+                   "text": doc.text}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     np.save(folder / "passages.npy", table, allow_pickle=False)
     np.save(folder / "sentence_rows.npy", sentence_rows, allow_pickle=False)
@@ -761,7 +768,11 @@ def _stat_entry(st: os.stat_result) -> dict:
 
 
 def _diff(index: Index, files: dict[str, Path]) -> _Diff:
-    """What differs between the corpus files and the index, reading only files whose size or mtime moved."""
+    """What differs between the corpus files and the index, reading only files whose size or mtime moved.
+
+    A document read by another extractor (or version) than the one that would read
+    it now counts as changed, so it is extracted again.
+    """
     diff = _Diff()
     skipped = index.manifest.get("skipped", {})
     for doc_id, path in files.items():
@@ -769,10 +780,11 @@ def _diff(index: Index, files: dict[str, Path]) -> _Diff:
         entry = index.entries.get(doc_id) or skipped.get(doc_id)
         if entry is None:
             diff.added.append(doc_id)
+        elif entry.get("extractor") != extractor_name(doc_id):
+            (diff.changed if doc_id in index.entries else diff.added).append(doc_id)
         elif (entry.get("size"), entry.get("mtime_ns")) != (st["size"], st["mtime_ns"]):
             data = path.read_bytes()
-            text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
-            if entry.get("sha256") is not None and entry["sha256"] == content_hash(text):
+            if entry.get("file_sha256") is not None and entry["file_sha256"] == hashlib.sha256(data).hexdigest():
                 diff.touched[doc_id] = st
             else:
                 (diff.changed if doc_id in index.entries else diff.added).append(doc_id)
@@ -897,6 +909,7 @@ def _new_manifest(embedder: Embedder, params: IndexParams, corpus_dir, folder: P
         "bm25": {"formula": "Lucene (as bm25s)", "k1": K1, "b": B,
                  "statistics": "summed over all segments at query time",
                  "tokenizer": "lowercase, English stop words, Snowball stemmer"},
+        "extractors": extractors(),
         "corpus": os.path.relpath(Path(corpus_dir).resolve(), folder.resolve().parent),
         "counts": {"documents": 0, "passages": 0},
         "segments": [],
@@ -960,11 +973,13 @@ class _Writer:
         docs, entries, passages, size = [], [], [], 0
         for k, doc_id in enumerate(doc_ids):
             path = files[doc_id]
-            st = _stat_entry(path.stat())
+            st = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
             size += st["size"]
             last = k == len(doc_ids) - 1
             try:
-                doc = read_document(doc_id, path)
+                data = read_file(doc_id, path)  # never through a symbolic link
+                st["file_sha256"] = hashlib.sha256(data).hexdigest()
+                doc = decode_document(doc_id, data)
             except DocumentError as exc:
                 logger.warning("skipped %s", exc)
                 self.report.skipped[doc_id] = str(exc)
@@ -1021,6 +1036,9 @@ class _Writer:
         # Backends of one model agree to cosine 0.9999 (tests/test_backends.py), so an index
         # may mix them; each segment records its own, the model entry the latest writer's.
         manifest["model"]["backend"] = getattr(self.embedder, "backend", "torch")
+        # Each document records the extractor that read it (a new one re-reads it);
+        # this is what reads each kind now.
+        manifest["extractors"] = extractors()
         manifest["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # The Index keeps its own copy: this manifest goes on changing with the next batch.
         index = Index(json.loads(json.dumps(manifest)), kept_segments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 from collections import OrderedDict
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from qa.arguments import ArgumentError, check_count, check_list, check_text, check_text_list, describe
-from qa.citations import SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, may_be_same
+from qa.citations import (
+    SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, describe_filters, may_be_same,
+)
 from qa.embedding import Embedder
 from qa.index import Index
 from qa.lexical import tokenize
@@ -92,12 +95,14 @@ class Highlight:
 
 @dataclass
 class Citation:
-    """Another document that reports the same passage."""
+    """Another document that reports the same passage: its sentence at ``start:end``."""
 
     doc_id: str
     title: str
     start: int
     end: int
+    page: int | None = None
+    source: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -121,11 +126,79 @@ class Hit:
     also_in: list[Citation] = field(default_factory=list)
     relevance: float | None = None
     cosine: float = field(default=0.0, repr=False)
+    page: int | None = None  # the 1-based page where the quote starts (PDFs), else None
+    source: dict = field(default_factory=dict)  # {url, site, author, date} of the document
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("cosine")
         return d
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which documents a question searches: all of them unless one of these is given.
+
+    A document passes when it is one of ``doc_ids``, its site is one of ``sites``
+    (case-insensitive), and its date lies within ``since`` .. ``until`` (inclusive,
+    YYYY-MM-DD); with a date bound, a document without a date does not pass.
+    """
+
+    doc_ids: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+
+    @classmethod
+    def of(cls, doc_ids: Sequence[str] | None = None, sites: Sequence[str] | None = None,
+           since: str | None = None, until: str | None = None) -> "Filters":
+        """Checked filters from loose input (None or empty means no filter).
+
+        Raises:
+            ArgumentError (a ValueError): a date that is not YYYY-MM-DD, ``since`` after
+                ``until``, names that are not a list of text.
+        """
+        def names(values, what: str) -> tuple[str, ...]:
+            checked = check_text_list(values, what, max_chars=MAX_DOC_ID_CHARS)
+            return tuple(dict.fromkeys(v.strip() for v in checked if v.strip()))
+
+        since, until = _check_date(since, "since"), _check_date(until, "until")
+        if since and until and since > until:
+            raise ArgumentError(f"since ({since}) is after until ({until})")
+        return cls(names(doc_ids, "doc_ids"), names(sites, "sites"), since, until)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.doc_ids or self.sites or self.since or self.until)
+
+    def to_dict(self) -> dict:
+        """The filters in force, without the empty ones."""
+        d = {"doc_ids": list(self.doc_ids), "sites": list(self.sites), "since": self.since, "until": self.until}
+        return {k: v for k, v in d.items() if v}
+
+    def admits(self, doc_id: str, source) -> bool:
+        if self.doc_ids and doc_id not in self.doc_ids:
+            return False
+        if self.sites and (source.site or "").casefold() not in {s.casefold() for s in self.sites}:
+            return False
+        if self.since or self.until:
+            if not source.date:
+                return False
+            if (self.since and source.date < self.since) or (self.until and source.date > self.until):
+                return False
+        return True
+
+
+def _check_date(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    text = check_text(value, name, max_chars=64).strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ArgumentError(f"{name} must be a date as YYYY-MM-DD, got {describe(value)}") from None
 
 
 @dataclass
@@ -136,11 +209,14 @@ class Answer:
     answered: bool
     passages: list[Hit]
     reason: str | None = None
+    filters: Filters = field(default_factory=Filters)
 
     def to_dict(self) -> dict:
         d = {"question": self.question, "answered": self.answered, "passages": [h.to_dict() for h in self.passages]}
         if self.reason:
             d["reason"] = self.reason
+        if self.filters.active:
+            d["filters"] = self.filters.to_dict()
         return d
 
 
@@ -275,18 +351,34 @@ class Searcher:
         best = int(np.argmax(sims))
         return close[best] if sims[best] >= SAME_MIN_COSINE else None
 
-    def _candidate_mask(self, doc_ids: Sequence[str] | None) -> np.ndarray | None:
-        doc_ids = check_text_list(doc_ids, "doc_ids", max_chars=MAX_DOC_ID_CHARS)
-        if not doc_ids:
+    def _candidate_mask(self, filters: Filters | Sequence[str] | None) -> np.ndarray | None:
+        """The passages ``filters`` let through, as a bool mask; None when there is no filter.
+
+        Raises:
+            ValueError: an unknown doc_id, or a site no document comes from (naming the sites there are).
+        """
+        if not isinstance(filters, Filters):
+            filters = Filters.of(doc_ids=filters)
+        if not filters.active:
             return None
-        unknown = [d for d in doc_ids if d not in self.index.documents]
+        documents = self.index.documents
+        unknown = [d for d in filters.doc_ids if d not in documents]
         if unknown:
             more = f" and {len(unknown) - 10:,} more" if len(unknown) > 10 else ""
             raise ArgumentError(f"not in the index: {', '.join(unknown[:10])}{more}")
+        if filters.sites:
+            known = {(doc.source.site or "").casefold(): doc.source.site for doc in documents.values()}
+            missing = [s for s in filters.sites if s.casefold() not in known]
+            if missing:
+                sites = sorted(v for v in known.values() if v)
+                raise ArgumentError(f"no document from {', '.join(map(repr, missing))}; the sites in the index are "
+                                    f"{', '.join(map(repr, sites)) if sites else 'none (no document has a site)'}")
+        pool = filters.doc_ids or documents
         mask = np.zeros(len(self.index), dtype=bool)
-        for d in doc_ids:
-            first, count = self.index.doc_ranges.get(d, (0, 0))
-            mask[first : first + count] = True
+        for d in pool:
+            if filters.admits(d, documents[d].source):
+                first, count = self.index.doc_ranges.get(d, (0, 0))
+                mask[first : first + count] = True
         return mask
 
     def _dense(self, qv: np.ndarray, depth: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -398,6 +490,9 @@ class Searcher:
         k: int = 5,
         history: Sequence | None = None,
         doc_ids: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> Answer:
         """The passages that answer a question, best first.
 
@@ -406,22 +501,30 @@ class Searcher:
             k: how many passages to return.
             history: earlier turns of a chat, used when the question refers back.
             doc_ids: restrict the search to these documents.
+            sites: restrict it to documents from these sites (``source.site``, any case).
+            since, until: restrict it to documents dated within these days (YYYY-MM-DD, inclusive).
 
         Returns:
-            Answer; ``answered`` is false when no passage is relevant enough, and
-            the closest passages are still returned.
+            Answer, with the filters in force; ``answered`` is false when no passage
+            is relevant enough (the closest passages are still returned) or when no
+            document passes the filters.
 
         Raises:
             ArgumentError (a ValueError): a question that is empty, over-long or not valid
-                text; k not a whole number >= 1; a history or doc_ids that is not a list of
-                valid text (see ``previous_questions``); an unknown doc_id.
+                text; k not a whole number >= 1; a history, doc_ids or sites that is not a
+                list of valid text (see ``previous_questions``); an unknown doc_id or site; a
+                date that is not YYYY-MM-DD.
         """
         q = check_question(question)
         k = check_count(k, "k", low=1)
         earlier = previous_questions(history)
-        mask = self._candidate_mask(doc_ids)
+        filters = Filters.of(doc_ids, sites, since, until)
+        mask = self._candidate_mask(filters)
         if len(self.index) == 0:
-            return Answer(q, False, [], reason="the index holds no passages")
+            return Answer(q, False, [], reason="the index holds no passages", filters=filters)
+        if mask is not None and not mask.any():
+            return Answer(q, False, [], reason=f"no document passes the filters ({describe_filters(filters.to_dict())})",
+                          filters=filters)
         query = contextual_query(q, earlier)
         depth = min(max(self.params.candidates, 4 * k), len(self.index))
         lexical = self._start_lexical(query, "hybrid", depth, mask)
@@ -465,12 +568,14 @@ class Searcher:
                 quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),
                 highlight=Highlight(*hl) if hl else None,
                 relevance=round(judged[i][0], 4) if i in judged else None, cosine=cosine[i],
+                page=doc.page_of(span[0]), source=doc.source.to_dict(),
             )
             for kept in hits:
                 same = self._corroboration(kept, hit, sentences)
                 if same is not None:
                     if all(c.doc_id != hit.doc_id for c in kept.also_in):
-                        kept.also_in.append(Citation(hit.doc_id, hit.title, *same))
+                        kept.also_in.append(Citation(hit.doc_id, hit.title, *same, page=doc.page_of(same[0]),
+                                                     source=hit.source))
                     break
             else:
                 hits.append(hit)
@@ -487,4 +592,4 @@ class Searcher:
                 f"no passage is close enough to the question (best similarity {best:.2f}, "
                 f"needed {self.params.min_relevance:.2f})"
             )
-        return Answer(q, answered, hits, reason=reason)
+        return Answer(q, answered, hits, reason=reason, filters=filters)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from qa.chunking import Passage
 from qa.citations import best_sentence, collapse_overlaps, render_text
 from qa.lexical import tokenize
@@ -101,3 +103,51 @@ def test_render_says_when_the_corpus_does_not_answer():
 def test_render_with_no_passages_gives_the_reason():
     out = render_text(Answer("Anything?", False, [], reason="the index holds no passages"))
     assert out == "Q: Anything?\nNo passage found. the index holds no passages"
+
+
+# -- citations as a reporter writes them, copy text, export (issue 10) ----------------------------
+
+
+def test_a_citation_reads_site_title_date_page_url():
+    from qa.citations import cite, copy_text, format_date
+
+    source = {"site": "VentureBeat", "date": "2019-11-18", "url": "https://venturebeat.com/x", "author": "Reuters"}
+    assert format_date("2019-11-18") == "Nov. 18, 2019" and format_date("2020-03-05") == "March 5, 2020"
+    assert cite("WeWork probe", source, 3) == 'VentureBeat, "WeWork probe", Nov. 18, 2019, p. 3, https://venturebeat.com/x'
+    assert cite("A title", {}) == "A title" and cite("A title", {}, doc_id="a.txt") == "A title, a.txt"
+    passage = {"quote": "The NYAG is\n  investigating WeWork.", "title": "WeWork probe", "doc_id": "w.html",
+               "source": source, "page": None}
+    assert copy_text(passage) == ('“The NYAG is investigating WeWork.” — VentureBeat, "WeWork probe", Nov. 18, 2019, '
+                                  "https://venturebeat.com/x")
+
+
+def test_export_markdown_and_json_carry_every_citation():
+    import json
+
+    from qa.export import export_conversation
+
+    hit = {"rank": 1, "doc_id": "w.html", "title": "WeWork *probe*", "start": 10, "end": 40,
+           "quote": "First part. The answer here.", "score": 0.5, "highlight": {"start": 22, "end": 38},
+           "page": 4, "source": {"site": "VentureBeat", "date": "2019-11-18", "url": "https://v.example/x",
+                                 "author": None},
+           "also_in": [{"doc_id": "r.txt", "title": "Wire copy", "start": 0, "end": 16, "page": None, "source": {}}]}
+    results = [{"question": "What is the NYAG examining?", "answered": True, "passages": [hit],
+                "filters": {"sites": ["VentureBeat"]}},
+               {"question": "Who painted it?", "answered": False, "reason": "no passage is close enough",
+                "passages": []}]
+    md = export_conversation(results, "markdown")
+    assert "## 1. What is the NYAG examining?" in md and "*Filters: sites: VentureBeat*" in md
+    assert "“First part. **The answer here.**”" in md
+    assert 'VentureBeat, "[WeWork \\*probe\\*](<https://v.example/x>)", Nov. 18, 2019, p. 4' in md
+    assert "also reported in: \"Wire copy\" (r.txt, characters 0–16)" in md
+    assert "The corpus does not answer this question (no passage is close enough)." in md
+    data = json.loads(export_conversation(results, "json"))
+    p = data["turns"][0]["passages"][0]
+    assert p["citation"] == 'VentureBeat, "WeWork *probe*", Nov. 18, 2019, p. 4, https://v.example/x'
+    assert p["copy"].startswith("“First part. The answer here.” — VentureBeat")
+    assert p["also_in"][0]["citation"] == "Wire copy, r.txt"
+    assert data["turns"][1]["reason"] == "no passage is close enough"
+    with pytest.raises(ValueError, match="unknown export format 'pdf'. Choose from 'markdown', 'json'"):
+        export_conversation(results, "pdf")
+    with pytest.raises(ValueError, match="result 1 of the conversation is not a result of /ask"):
+        export_conversation([{"question": 3}], "json")

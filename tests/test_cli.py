@@ -16,9 +16,12 @@ from qa.cli import main
 from qa.index import Index
 
 CONTRACT_KEYS = {"question", "answered", "passages"}
-# issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
-PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "relevance", "highlight", "also_in"}
-CITATION_KEYS = {"doc_id", "title", "start", "end"}
+# issue 2's contract, plus issue 4's "also_in" (other reports of the same passage) and
+# issue 10's "page" and "source" (where the quote is, and where its document comes from)
+# and issue 9's "relevance" (the relevance model's probability, null without it)
+PASSAGE_KEYS = {"rank", "doc_id", "title", "start", "end", "quote", "score", "highlight", "also_in", "page", "source",
+                "relevance"}
+CITATION_KEYS = {"doc_id", "title", "start", "end", "page", "source"}
 
 
 def check_contract(obj: dict, corpus, *, k: int) -> None:
@@ -99,7 +102,7 @@ def test_index_of_an_empty_corpus_folder_warns(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, out, err = run(capsys, "index", "--corpus", str(tmp_path / "empty"), "--index", str(tmp_path / "i"), "-q")
     assert code == 0
-    assert "holds no .txt or .md documents" in err and "0 documents, 0 passages" in out
+    assert "holds no documents (.txt, .md, .html, .htm, .pdf, .docx)" in err and "0 documents, 0 passages" in out
 
 
 def test_index_of_a_missing_corpus_folder_is_an_error_and_writes_nothing(tmp_path, built, capsys):
@@ -274,3 +277,47 @@ def test_eval_bad_line_names_it(built, tmp_path, capsys):
     path.write_text('{"question": "ok?", "doc": null}\nnot json\n', encoding="utf-8")
     code, _, err = run(capsys, "eval", str(path), "--index", str(index_dir), "-q")
     assert code == 2 and f"{path}:2: not a question object" in err
+
+
+# -- issue 10: formats, filters, qa document ---------------------------------------------------
+
+
+@pytest.fixture
+def mixed(tmp_path, built):
+    """The seed copy plus an HTML page, a PDF and a front-matter note, indexed."""
+    from makefiles import make_article_html, make_pdf
+    from test_extract import ARTICLE
+
+    corpus, index_dir = built
+    (corpus / "storm.html").write_bytes(make_article_html(ARTICLE))
+    (corpus / "trust.pdf").write_bytes(make_pdf(["Intro page of the trust report.",
+                                                 "Some 41,500 visitors climbed the Skerry lighthouse this summer."]))
+    assert main(["index", "--corpus", str(corpus), "--index", str(index_dir), "-q"]) == 0
+    return corpus, index_dir
+
+
+def test_document_prints_the_indexed_text_and_source(mixed, capsys):
+    _, index_dir = mixed
+    code, out, _ = run(capsys, "document", "storm.html", "--index", str(index_dir), "--json")
+    doc = json.loads(out)
+    assert code == 0 and set(doc) == {"doc_id", "title", "text", "source"}
+    assert doc["source"] == {"url": "https://gazette.example/2026/11/03/record-storm", "site": "The Harbour Gazette",
+                             "author": "Jane Doe", "date": "2026-11-03"}
+    assert "nine metres" in doc["text"] and "newsletter" not in doc["text"]
+    code, out, _ = run(capsys, "document", "trust.pdf", "--index", str(index_dir))
+    assert code == 0 and "2 pages" in out and "41,500 visitors" in out
+    code, _, err = run(capsys, "document", "nope.pdf", "--index", str(index_dir))
+    assert code == 2 and "error: no document 'nope.pdf' in the index" in err
+
+
+def test_ask_with_site_and_date_filters(mixed, capsys):
+    _, index_dir = mixed
+    code, out, _ = run(capsys, "ask", "--index", str(index_dir), "--json", "--site", "The Harbour Gazette",
+                       "--since", "2026-11-01", "How high were the waves?")
+    result = json.loads(out)
+    assert code == 0 and result["filters"] == {"sites": ["The Harbour Gazette"], "since": "2026-11-01"}
+    assert {p["doc_id"] for p in result["passages"]} == {"storm.html"}
+    code, out, _ = run(capsys, "ask", "--index", str(index_dir), "-k", "1", "How many visitors climbed the lighthouse?")
+    assert code == 0 and ", p. 2 (trust.pdf, characters" in out
+    code, _, err = run(capsys, "ask", "--index", str(index_dir), "--until", "2026-02-30", "Why?")
+    assert code == 2 and "error: until must be a date as YYYY-MM-DD" in err

@@ -36,10 +36,11 @@ def test_recursive_ids_use_slashes_and_skip_hidden_and_other_suffixes(tmp_path):
     (tmp_path / ".hidden.txt").write_text("hidden", encoding="utf-8")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "d.txt").write_text("in a hidden folder", encoding="utf-8")
-    (tmp_path / "e.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "e.doc").write_bytes(b"\xd0\xcf\x11\xe0")
     (tmp_path / "f.txt.bak").write_text("backup", encoding="utf-8")
+    (tmp_path / "g.pdf").write_bytes(b"%PDF-1.4 truncated")  # read, and skipped as unreadable
 
-    assert list(corpus_files(tmp_path)) == ["a.txt", "sub/b.md", "sub/deeper/c.TXT"]
+    assert list(corpus_files(tmp_path)) == ["a.txt", "g.pdf", "sub/b.md", "sub/deeper/c.TXT"]
     assert [d.doc_id for d in load_corpus(tmp_path)] == ["a.txt", "sub/b.md", "sub/deeper/c.TXT"]
 
 
@@ -104,9 +105,9 @@ def test_safe_doc_id_accepts_names_inside_the_corpus(name):
         ("", "must stay inside the corpus folder"),
         (".hidden.txt", "hidden names are not allowed"),
         ("sub/.hidden/x.txt", "hidden names are not allowed"),
-        ("x.pdf", "only .txt and .md"),
-        ("x.txt.exe", "only .txt and .md"),
-        ("x\x00.txt", "only .txt and .md"),
+        ("x.doc", "only .txt, .md, .html, .htm, .pdf and .docx"),
+        ("x.txt.exe", "only .txt, .md, .html, .htm, .pdf and .docx"),
+        ("x\x00.txt", "only .txt, .md, .html, .htm, .pdf and .docx"),
     ],
 )
 def test_safe_doc_id_refuses_bad_names_with_a_clear_message(name, message):

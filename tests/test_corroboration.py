@@ -54,7 +54,8 @@ def test_repeated_statement_is_shown_once_with_the_other_report_cited(tmp_path, 
     # The repeating report does not take a place of its own.
     assert other not in [h.doc_id for h in answer.passages]
     assert answer.to_dict()["passages"][0]["also_in"] == [
-        {"doc_id": other, "title": cited.title, "start": cited.start, "end": cited.end}
+        {"doc_id": other, "title": cited.title, "start": cited.start, "end": cited.end, "page": None,
+         "source": {"url": None, "site": None, "author": None, "date": None}}  # issue 10: where, and whose
     ]
 
 

@@ -81,13 +81,15 @@ def test_answer_to_dict_is_the_result_contract(searcher):
     assert isinstance(d["question"], str) and isinstance(d["answered"], bool)
     assert d["passages"]
     for p in d["passages"]:
-        # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage)
-        # issue 9 adds "relevance": null here, where the search runs without the relevance model
+        # issue 2's contract, plus issue 4's "also_in" (other reports of the same passage),
+        # issue 9's "relevance" (null here, where the search runs without the relevance model),
+        # issue 10's "page" (null outside PDFs) and "source"
         assert set(p) == {"rank", "doc_id", "title", "start", "end", "quote", "score", "relevance", "highlight",
-                          "also_in"}
+                          "also_in", "page", "source"}
         assert p["relevance"] is None
+        assert p["page"] is None and p["source"] == {"url": None, "site": None, "author": None, "date": None}
         assert isinstance(p["also_in"], list)
-        assert all(set(c) == {"doc_id", "title", "start", "end"} for c in p["also_in"])
+        assert all(set(c) == {"doc_id", "title", "start", "end", "page", "source"} for c in p["also_in"])
         assert all(isinstance(p[key], int) and not isinstance(p[key], bool) for key in ("rank", "start", "end"))
         assert isinstance(p["doc_id"], str) and isinstance(p["title"], str) and isinstance(p["quote"], str)
         assert isinstance(p["score"], float)

@@ -85,8 +85,10 @@ def error_of(call) -> str:
 
 def test_api_lists_exactly_the_documented_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert set(api) == {"/ask", "/documents", "/document", "/add_documents", "/delete_document"}
-    assert [p["parameter_name"] for p in api["/ask"]["parameters"]][:2] == ["question", "k"]
+    assert set(api) == {"/ask", "/documents", "/document", "/export", "/add_documents", "/delete_document"}
+    assert [p["parameter_name"] for p in api["/ask"]["parameters"]] == [
+        "question", "k", "history", "doc_ids", "sites", "since", "until"]
+    assert [p["parameter_name"] for p in api["/export"]["parameters"]] == ["results", "format"]
     assert [p["parameter_name"] for p in api["/document"]["parameters"]] == ["doc_id"]
 
 
@@ -163,9 +165,11 @@ def test_documents_lists_every_document(app, client):
     docs = client.predict(api_name="/documents")
     assert [d["doc_id"] for d in docs] == sorted(p.name for p in app.corpus.iterdir() if p.suffix in (".txt", ".md"))
     for d in docs:
-        assert set(d) == {"doc_id", "title", "passages", "chars"} and d["passages"] >= 1
+        assert set(d) == {"doc_id", "title", "source", "pages", "passages", "chars"} and d["passages"] >= 1
+        assert d["source"] == {"url": None, "site": None, "author": None, "date": None} and d["pages"] is None
         doc = client.predict(d["doc_id"], api_name="/document")
         assert doc["doc_id"] == d["doc_id"] and doc["title"] == d["title"] and len(doc["text"]) == d["chars"]
+        assert doc["source"] == d["source"]
 
 
 @pytest.mark.parametrize("doc_id", ["nope.txt", "../seeds/000_93644d6605fbd4ae.txt", ""])
@@ -217,7 +221,8 @@ BAD_UPLOADS = [
     ("empty.txt", b"", "the file is empty"),
     ("blank.md", b"  \n\n\t \n", "the file is empty"),
     ("huge.txt", b"a" * (11 * 1024 * 1024), "over the 10 MB limit"),
-    ("notes.pdf", b"%PDF-1.4 not a text file", "only .txt and .md files can be added"),
+    ("notes.pdf", b"%PDF-1.4 not a text file", "notes.pdf: not a readable PDF"),
+    ("notes.exe", b"MZ", "only .txt, .md, .html, .htm, .pdf and .docx files can be added"),
     (".hidden.txt", b"Hidden\nA hidden file.\n", "hidden names are not allowed"),
     ("000_93644d6605fbd4ae.txt", b"Clash\nA file with a name already in the corpus.\n", "already exists"),
 ]
@@ -385,8 +390,8 @@ def test_ask_is_an_mcp_tool(app):
                 return tools, result
 
     tools, result = asyncio.run(call())
-    assert {"ask", "documents", "document"} <= set(tools)
-    assert set(tools["ask"].inputSchema["properties"]) >= {"question", "k"}
+    assert {"ask", "documents", "document", "export"} <= set(tools)
+    assert set(tools["ask"].inputSchema["properties"]) >= {"question", "k", "doc_ids", "sites", "since", "until"}
     answer = ast.literal_eval(result.content[0].text)  # Gradio's MCP server sends str() of the dict
     assert answer["passages"][0]["doc_id"] == RETREAT[1]
 
@@ -453,7 +458,12 @@ def test_markup_in_documents_and_questions_is_shown_as_text():
 def test_also_in_is_rendered_when_present():
     html = ui.render_answer({"question": "q", "answered": True, "passages": [passage("Same news.", also_in=[
         {"doc_id": "b.txt", "title": "Other <outlet>", "start": 5, "end": 15}])]})
-    assert "also reported in: Other &lt;outlet&gt; (b.txt, characters 5–15)" in html
+    assert "also reported in: " in html and " (b.txt, characters 5–15)" in html
+    assert '<a class="qa-open" href="#qa-cite-0-0-0"' not in html  # no turn: nothing to open
+    html = ui.render_answer({"question": "q", "answered": True, "passages": [passage("Same news.", also_in=[
+        {"doc_id": "b.txt", "title": "Other <outlet>", "start": 5, "end": 15}])]}, turn=2)
+    assert ('<a class="qa-open" href="#qa-cite-2-0-0" title="Read it in its document"><strong>Other &lt;outlet&gt;'
+            "</strong></a> (b.txt, characters 5–15)") in html
 
 
 def test_source_viewer_shows_the_whole_document_with_passage_and_sentence_marked():
@@ -472,3 +482,104 @@ def test_source_viewer_shows_the_whole_document_with_passage_and_sentence_marked
 def test_long_titles_are_shortened_in_citations():
     label = ui.citation_label(passage("q", title="word " * 40))
     assert len(label) < 130 and "…" in label
+
+
+# -- issue 10: source details, pages, filters, copy, export ---------------------------------------
+
+
+def test_a_citation_reads_like_a_reporter_wrote_it_with_a_copy_button():
+    p = passage("First. The answer.", highlight=(7, 18), title="WeWork <probe>", page=12,
+                source={"site": "VentureBeat", "date": "2019-11-18", "url": "https://venturebeat.com/x?a=1&b=2",
+                        "author": "Reuters"})
+    html = ui.render_answer({"question": "q", "answered": True, "passages": [p]}, turn=0)
+    assert ('— VentureBeat, “<a class="qa-open" href="#qa-cite-0-0" title="Read it in its document"><strong>'
+            "WeWork &lt;probe&gt;</strong></a>”, Nov. 18, 2019, p. 12, "
+            '<a class="qa-url" href="https://venturebeat.com/x?a=1&amp;b=2" target="_blank"') in html
+    assert ('<span class="qa-copy-text">“First. The answer.” — VentureBeat, "WeWork &lt;probe&gt;", Nov. 18, 2019, '
+            "p. 12, https://venturebeat.com/x?a=1&amp;b=2</span>") in html
+    assert '<span class="qa-rank">[1]</span> ' in html  # the number is not glued to a selected quote
+    bad = ui.render_answer({"question": "q", "answered": True, "passages": [
+        passage("x", source={"url": "javascript:alert(1)", "site": None, "date": None, "author": None})]})
+    assert "javascript:" not in bad.split('class="qa-copy-text"')[0]
+
+
+def test_filters_in_force_are_shown_above_the_answer():
+    html = ui.render_answer({"question": "q", "answered": True, "filters": {"sites": ["CNN"], "since": "2019-11-01"},
+                             "passages": [passage("Something.")]})
+    assert html.startswith('<div class="qa-answer"><div class="qa-filters">Filters in force: sites: CNN; '
+                           "dated Nov. 1, 2019 or later</div>")
+
+
+def test_documents_table_shows_source_and_pages_escaped():
+    table = ui.render_documents([{"doc_id": "r.pdf", "title": "<b>Report</b>", "passages": 3, "chars": 12000,
+                                  "pages": 7, "source": {"site": "GAO", "date": "2023-06-26", "author": None,
+                                                         "url": None}}])
+    assert "&lt;b&gt;Report&lt;/b&gt;" in table and "GAO · June 26, 2023" in table
+    assert '<td class="qa-num" data-label="Pages">7</td>' in table and "12,000" in table
+
+
+def test_ask_filters_by_site_and_date_and_says_so(app, client, tmp_path):
+    from makefiles import make_article_html
+    from test_extract import ARTICLE
+
+    path = write(tmp_path, "storm.html", make_article_html(ARTICLE))
+    client.predict([handle_file(str(path))], False, api_name="/add_documents")
+    try:
+        result = client.predict("How high were the waves?", 3, None, None, ["The Harbour Gazette"], "2026-01-01",
+                                None, api_name="/ask")
+        assert result["filters"] == {"sites": ["The Harbour Gazette"], "since": "2026-01-01"}
+        top = result["passages"][0]
+        assert top["doc_id"] == "storm.html" and top["source"]["site"] == "The Harbour Gazette" and top["page"] is None
+        listed = {d["doc_id"]: d for d in client.predict(api_name="/documents")}
+        assert listed["storm.html"]["source"]["date"] == "2026-11-03"
+        assert "until must be a date as YYYY-MM-DD" in error_of(
+            lambda: client.predict("Waves?", 3, None, None, None, None, "soon", api_name="/ask"))
+        assert "no document from 'Nowhere'" in error_of(
+            lambda: client.predict("Waves?", 3, None, None, ["Nowhere"], None, None, api_name="/ask"))
+    finally:
+        client.predict("storm.html", api_name="/delete_document")
+
+
+def test_export_gives_markdown_and_json_of_a_conversation(client):
+    first = client.predict(RETREAT[0], 2, api_name="/ask")
+    second = client.predict(UNANSWERABLE, 1, api_name="/ask")
+    md = client.predict([first, second], "markdown", api_name="/export")
+    assert f"## 1. {RETREAT[0]}" in md and "## 2. Who painted the Mona Lisa?" in md
+    escaped = RETREAT[1].replace("_", "\\_")  # Markdown's escape
+    assert f"({escaped}, characters" in md and "The corpus does not answer this question" in md
+    data = __import__("json").loads(client.predict([first, second], "json", api_name="/export"))
+    assert [t["question"] for t in data["turns"]] == [RETREAT[0], UNANSWERABLE]
+    assert all("citation" in p and "copy" in p for p in data["turns"][0]["passages"])
+    assert "Choose from 'markdown', 'json'" in error_of(lambda: client.predict([first], "pdf", api_name="/export"))
+    assert "not a result of /ask" in error_of(lambda: client.predict([{"x": 1}], "json", api_name="/export"))
+
+
+def test_upload_a_pdf_and_a_docx_then_ask_them(app, client, tmp_path):
+    from makefiles import make_docx, make_pdf
+
+    pdf = write(tmp_path, "trust.pdf", make_pdf(["Intro page.", "Some 41,500 visitors climbed the Skerry lighthouse."]))
+    doc = write(tmp_path, "minutes.docx", make_docx(["The board voted to buy two new pilot boats."]))
+    report = client.predict([handle_file(str(pdf)), handle_file(str(doc))], False, api_name="/add_documents")
+    try:
+        assert sorted(report["added"]) == ["minutes.docx", "trust.pdf"]
+        top = client.predict("How many visitors climbed the Skerry lighthouse?", 1, api_name="/ask")["passages"][0]
+        assert top["doc_id"] == "trust.pdf" and top["page"] == 2
+        text = client.predict("trust.pdf", api_name="/document")["text"]
+        assert text[top["start"]:top["end"]] == top["quote"]
+    finally:
+        for name in ("trust.pdf", "minutes.docx"):
+            client.predict(name, api_name="/delete_document")
+
+
+def test_a_question_that_fails_when_answered_leaves_the_chat_as_it_was(app):
+    """The chat's two steps: pose shows the question at once; if answering then fails (a filter
+    naming a document deleted since), the question and its "searching" reply go away again."""
+    handlers = ui.QAApp(app.collection)
+    before = [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "answer"}]
+    posed = handlers.pose("Who claims he never gave the order?", before, 3, "", "")
+    assert posed[0] == "Who claims he never gave the order?" and posed[1][-1]["content"] == ui.SEARCHING
+    out = handlers.respond(posed[0], posed[1], [], [], 3, ["deleted.txt"], None, None, None)
+    assert len(out) == 7 and out[0] == before
+    assert handlers.respond(None, before, [], [], 3, None, None, None, None) == (ui.gr.skip(),) * 7
+    refused = handlers.pose("   ", before, 3, "", "")
+    assert refused[0] is None and len(refused) == 3

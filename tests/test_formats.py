@@ -112,7 +112,8 @@ def test_filters_by_site_and_date(formats):
     ({"since": "2025-13-01"}, "since must be a date as YYYY-MM-DD"),
     ({"until": "yesterday"}, "until must be a date as YYYY-MM-DD"),
     ({"since": "2026-02-01", "until": "2026-01-01"}, "since (2026-02-01) is after until (2026-01-01)"),
-    ({"sites": "CNN"}, "sites must be a list of text"),
+    ({"sites": "CNN"}, "sites must be a list, got 'CNN'"),
+    ({"sites": [3]}, "sites[0] must be text, got 3"),
 ])
 def test_bad_filters_are_refused_with_a_message(formats, kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):

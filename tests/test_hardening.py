@@ -262,7 +262,9 @@ def test_lone_surrogates_through_ask_are_a_message(app, data, message):
     ([QUESTION, 3, None, [1, 2]], "doc_ids[0] must be text, got 1"),
     ([QUESTION, 3, None, [["a"]]], "doc_ids[0] must be text, got a list of 1"),
     ([QUESTION, 3, None, "000_93644d6605fbd4ae.txt"], "doc_ids must be a list, got '000_93644d6605fbd4ae.txt'"),
-    ([QUESTION, 3, None, None, "extra"], "/ask takes at most 4 arguments"),
+    ([QUESTION, 3, None, None, "CNN"], "sites must be a list, got 'CNN'"),
+    ([QUESTION, 3, None, None, None, 20191101], "since must be text, got 20191101"),
+    ([QUESTION, 3, None, None, None, None, None, "extra"], "/ask takes at most 7 arguments"),
 ])
 def test_ask_inputs_that_used_to_get_no_message(app, data, message):
     kind, got = call_raw(app.url, "ask", data)

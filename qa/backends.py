@@ -273,6 +273,37 @@ class OnnxEmbedder(_GraphEmbedder):
         return list(self._pool.map(self._forward, batches))  # ORT runs release the GIL
 
 
+def compile_openvino(onnx_path: Path, *, workers: int, precision: str = "bf16"):
+    """An ONNX graph compiled for the CPU with one inference stream per worker.
+
+    Returns:
+        (the compiled model, its backend label: "openvino-bf16", or "openvino-fp32"
+        when asked or when the CPU has no bf16).
+
+    Raises:
+        BackendError: OpenVINO is not installed or cannot compile the graph.
+    """
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendError("the openvino backend needs the OpenVINO runtime: pip install openvino") from exc
+    core = ov.Core()
+    if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        logger.info("this CPU has no bf16 support: OpenVINO runs in fp32")
+        precision = "fp32"
+    config = {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": workers,
+        "INFERENCE_NUM_THREADS": workers,
+    }
+    try:
+        compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+    except RuntimeError as exc:
+        raise BackendError(f"OpenVINO cannot compile {onnx_path}: {exc}") from exc
+    return compiled, f"openvino-{precision}"
+
+
 class OpenVINOEmbedder(_GraphEmbedder):
     """OpenVINO on the CPU: bf16 inference where the CPU has it (AVX512-BF16, AMX), else fp32.
 
@@ -285,26 +316,10 @@ class OpenVINOEmbedder(_GraphEmbedder):
                  batch_size: int = 16, workers: int | None = None):
         if precision not in ("bf16", "fp32"):
             raise ValueError(f"unknown OpenVINO precision {precision!r}; choose from 'bf16', 'fp32'")
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise BackendError("the openvino backend needs the OpenVINO runtime: pip install openvino") from exc
         super().__init__(model_dir, sha256, batch_size=batch_size, workers=workers)
-        core = ov.Core()
-        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            logger.info("this CPU has no bf16 support: OpenVINO runs in fp32")
-            precision = "fp32"
-        self.backend = f"openvino-{precision}"
-        config = {
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "PERFORMANCE_HINT": "THROUGHPUT",
-            "NUM_STREAMS": self.workers,
-            "INFERENCE_NUM_THREADS": self.workers,
-        }
-        try:
-            compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
-        except RuntimeError as exc:
-            raise BackendError(f"OpenVINO cannot compile {onnx_path}: {exc}") from exc
+        compiled, self.backend = compile_openvino(onnx_path, workers=self.workers, precision=precision)
+        import openvino as ov
+
         self._queue = ov.AsyncInferQueue(compiled, self.workers)
         self._single = compiled.create_infer_request()
 

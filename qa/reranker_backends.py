@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from functools import lru_cache
@@ -28,7 +29,7 @@ import numpy as np
 
 from qa.backends import (
     CACHE_FORMAT, ONNX_OPSET, BackendError, _cache_lock, _publish, _read_manifest, _scratch, _threads, _verified,
-    default_cache_dir,
+    compile_openvino, default_cache_dir,
 )
 from qa.chunking import split_sentences
 from qa.reranker import (
@@ -107,26 +108,12 @@ class OnnxCrossEncoder(_GraphCrossEncoder):
 
 class OpenVINOCrossEncoder(_GraphCrossEncoder):
     def __init__(self, onnx_path: Path, workers: int | None = None, precision: str = "bf16"):
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise BackendError("the openvino backend needs the OpenVINO runtime: pip install openvino") from exc
         super().__init__(workers)
-        core = ov.Core()
-        if precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            precision = "fp32"
-        self.backend = f"openvino-{precision}"
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.workers,
-                  "INFERENCE_NUM_THREADS": self.workers}
-        try:
-            compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
-        except RuntimeError as exc:
-            raise BackendError(f"OpenVINO cannot compile {onnx_path}: {exc}") from exc
+        compiled, self.backend = compile_openvino(onnx_path, workers=self.workers, precision=precision)
+        import openvino as ov
+
         self._queue = ov.AsyncInferQueue(compiled, self.workers)
         self._single = compiled.create_infer_request()
-        import threading
-
         self._lock = threading.Lock()
 
     def _run(self, batches):

@@ -55,15 +55,20 @@ def squad_test_corpus(data: str | Path, folder: Path, *, show_progress: bool = T
 
 
 def score_squad(searcher, questions: Sequence[SquadQuestion], setting: str, *, answerable: int = 1000,
-                filtered: int = 200, seed: int = 0) -> QualityRow:
+                filtered: int = 200, seed: int = 0, show_progress: bool = True) -> QualityRow:
     """One row of figures for one searcher over the test corpus."""
+    from tqdm.auto import tqdm
+
     rng = random.Random(seed)
     kept = [q for q in questions if not q.is_hole]
     asked = rng.sample(kept, min(answerable, len(kept)))
     holes = [q for q in questions if q.is_hole]
     doc_ids = sorted(searcher.index.documents)
     row, times = QualityRow(setting), []
+    bar = tqdm(total=len(asked) + len(holes) + min(filtered, len(asked)), desc=f"Asking ({setting})",
+               unit="question", disable=not show_progress)
     for q in asked:
+        bar.update(1)
         t0 = time.perf_counter()
         answer = searcher.search(q.question, k=5)
         times.append(time.perf_counter() - t0)
@@ -76,10 +81,13 @@ def score_squad(searcher, questions: Sequence[SquadQuestion], setting: str, *, a
             row.highlight1 += holds_answer(q, first.doc_id, a, b, first.quote[a - first.start : b - first.start])
         row.false_abstention += not answer.answered
     for q in holes:
+        bar.update(1)
         row.holes_abstained += not searcher.search(q.question, k=5).answered
     for q in asked[:filtered]:
+        bar.update(1)
         others = [d for d in doc_ids if d != q.doc_id]
         row.filtered_abstained += not searcher.search(q.question, k=5, doc_ids=others).answered
+    bar.close()
     n = max(len(asked), 1)
     row.hit1, row.hit5, row.highlight1, row.false_abstention = (row.hit1 / n, row.hit5 / n, row.highlight1 / n,
                                                                 row.false_abstention / n)

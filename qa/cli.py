@@ -216,18 +216,22 @@ def cmd_bench_relevance(args) -> int:
 
     work = Path(args.work)
     embedder = default_embedder()
-    reranker = load_reranker(args.backend, **({"path": args.weights, "expected_sha256": None} if args.weights else {}))
+    rerankers = ({Path(w).stem: load_reranker(args.backend, path=w, expected_sha256=None) for w in args.weights}
+                 if args.weights else {"shipped": load_reranker(args.backend)})
     base = SearchParams()
     settings = {"first stage": (replace(base, rerank_depth=0), None)}
-    for d in args.depths:
-        settings[f"reranked top {d} ({reranker.backend})"] = (replace(base, rerank_depth=d), reranker)
+    for label, reranker in rerankers.items():
+        for d in args.depths:
+            settings[f"{label} top {d}"] = (replace(base, rerank_depth=d), reranker)
 
     def searchers(index):
         return {name: Searcher(index, embedder, params, reranker=r) for name, (params, r) in settings.items()}
 
     index, questions = squad_test_corpus(args.data, work / "squad-test", show_progress=not args.quiet)
-    rows = [score_squad(s, questions, name, answerable=args.questions) for name, s in searchers(index).items()]
-    result = {"squad_test": [asdict(r) for r in rows], "threshold": reranker.calibration.threshold}
+    rows = [score_squad(s, questions, name, answerable=args.questions, show_progress=not args.quiet)
+            for name, s in searchers(index).items()]
+    result = {"squad_test": [asdict(r) for r in rows], "backends": {k: r.backend for k, r in rerankers.items()},
+              "thresholds": {k: r.calibration.threshold for k, r in rerankers.items()}}
     if args.seeds:
         seed_index, _ = update_index(DEFAULT_CORPUS, work / "seeds-index", embedder=embedder, show_progress=False)
         result["seeds"] = {name: seed_figures(s, args.seeds) for name, s in searchers(seed_index).items()}
@@ -239,8 +243,9 @@ def cmd_bench_relevance(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"held-out SQuAD test articles ({rows[0].extra['answerable']} answerable questions, "
-          f"{rows[0].extra['holes']} holes, {rows[0].extra['filtered']} filtered out); threshold "
-          f"{reranker.calibration.threshold:.3f}")
+          f"{rows[0].extra['holes']} holes, {rows[0].extra['filtered']} filtered out)")
+    for label, reranker in rerankers.items():
+        print(f"  {label}: {reranker.backend}, threshold {reranker.calibration.threshold:.3f}")
     print(f"{'setting':34} {'hit@1':>6} {'hit@5':>6} {'hl@1':>6} {'false abst':>10} {'holes abst':>10} "
           f"{'filt abst':>9} {'p50 ms':>7}")
     for r in rows:
@@ -333,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="the SQuAD v1.1 train folder")
     p.add_argument("--scifact", default=None, help="a BEIR SciFact folder: also report nDCG@10")
     p.add_argument("--seeds", default=None, help="the seed questions JSONL: also report qa eval's figures")
-    p.add_argument("--weights", default=None, help="a relevance model file to measure (default: the shipped one)")
+    p.add_argument("--weights", nargs="+", default=None,
+                   help="relevance model files to measure, side by side (default: the shipped one)")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "openvino", "onnx"))
     p.add_argument("--depths", type=int, nargs="+", default=[SearchParams().rerank_depth],
                    help="passages reranked, one row each (default %(default)s)")

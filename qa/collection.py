@@ -17,7 +17,8 @@ from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
 )
 from qa.reranker import Reranker
-from qa.retrieval import MAX_DOC_ID_CHARS, Answer, Searcher, SearchParams
+from qa.results import MAX_DOC_ID_CHARS, Answer
+from qa.retrieval import Searcher, SearchParams
 
 logger = logging.getLogger(__name__)
 

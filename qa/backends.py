@@ -14,7 +14,7 @@ The bundled weights are exported once to ONNX, offline, into a cache folder
 A backend is used only if its vectors of the probe texts keep cosine >= ``MIN_COSINE``
 to torch's; a cache file that is missing or whose hash differs is rebuilt. When a
 backend cannot load or fails the check, ``load_embedder`` falls back to torch.
-``qa.embedding.default_embedder`` uses ``load_embedder("auto")`` unless QA_BACKEND says otherwise.
+``default_embedder`` uses ``load_embedder("auto")`` unless QA_BACKEND says otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -619,3 +620,29 @@ def load_embedder(
         return embedder
     logger.warning("embedding with torch, the fallback: no backend of %s could be used", ", ".join(candidates))
     return TorchEmbedder(model_dir)
+
+
+BACKEND_ENV = "QA_BACKEND"
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> WordPieces:
+    """One embedder per process: the model is loaded once.
+
+    The environment variable QA_BACKEND picks the backend; unset, it is "auto": the
+    fastest backend of this module (OpenVINO, then ONNX Runtime) whose vectors of
+    fixed probe texts keep cosine >= 0.999 to torch's, exported offline from the
+    bundled weights on first use into a checked cache. Torch (sentence-transformers)
+    is the fallback when none of them can load, and QA_BACKEND=torch forces it. The
+    choice, and why a faster backend was passed over, is logged.
+
+    Returns:
+        an embedder with the interface of ``Embedder`` and a ``backend`` label.
+
+    Raises:
+        ValueError: QA_BACKEND names no backend, naming the valid ones.
+    """
+    choice = os.environ.get(BACKEND_ENV, "").strip()
+    if not choice:
+        logger.info("%s is not set: choosing the embedder backend automatically", BACKEND_ENV)
+    return load_embedder(choice or "auto")

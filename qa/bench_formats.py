@@ -139,7 +139,7 @@ def measure_pdf_vs_txt(*, pages: int = 100, repeats: int = 3, embedder=None,
                        scifact: Path = DEFAULT_SCIFACT) -> PdfRow:
     """Index a ``pages``-page PDF and the same text as a .txt, each from nothing, ``repeats`` times."""
     from qa.bench import load_average
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.extract import extract_pdf
     from qa.index import update_index
 

@@ -193,7 +193,7 @@ def rss_mb():
             return int(line.split()[1]) / 1024
 
 args = json.loads(sys.argv[1])
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import Index, update_index
 from qa.reranker_backends import default_reranker
 from qa.retrieval import Searcher
@@ -349,7 +349,7 @@ class BuildRun:
 _BUILD_CHILD = r"""
 import json, sys, time
 args = json.loads(sys.argv[1])
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import update_index
 embedder = default_embedder()
 embedder.embed(["warm up"])

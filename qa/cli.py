@@ -162,7 +162,7 @@ def cmd_eval(args) -> int:
 
 def cmd_bench_quality(args) -> int:
     from qa.beir import run_benchmark
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.index import IndexParams
     from qa.retrieval import MODES, SearchParams
 
@@ -209,7 +209,7 @@ def cmd_bench_relevance(args) -> int:
     from dataclasses import asdict, replace
 
     from qa.bench_relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.index import update_index
     from qa.reranker_backends import load_reranker
     from qa.retrieval import Searcher

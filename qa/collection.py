@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 
 from qa.arguments import ArgumentError, check_flag, check_list, check_text, describe
 from qa.corpus import Document, DocumentError, decode_document, max_document_bytes, safe_doc_id
-from qa.embedding import Embedder, default_embedder
+from qa.backends import default_embedder
+from qa.embedding import Embedder
 from qa.extract import Source
 from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,

@@ -1,4 +1,7 @@
-"""The sentence-transformers embedder, loaded offline from checked weights, and the default embedder."""
+"""The model's checked files and the sentence-transformers (torch) embedder, loaded offline.
+
+The faster backends, and ``default_embedder`` that picks one, are in ``qa.backends``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import hashlib
 import logging
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -231,31 +233,3 @@ class Embedder(WordPieces):
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-
-
-BACKEND_ENV = "QA_BACKEND"
-
-
-@lru_cache(maxsize=1)
-def default_embedder() -> WordPieces:
-    """One embedder per process: the model is loaded once.
-
-    The environment variable QA_BACKEND picks the backend; unset, it is "auto": the
-    fastest backend of ``qa.backends`` (OpenVINO, then ONNX Runtime) whose vectors of
-    fixed probe texts keep cosine >= 0.999 to torch's, exported offline from the
-    bundled weights on first use into a checked cache. Torch (sentence-transformers)
-    is the fallback when none of them can load, and QA_BACKEND=torch forces it. The
-    choice, and why a faster backend was passed over, is logged.
-
-    Returns:
-        an embedder with the interface of ``Embedder`` and a ``backend`` label.
-
-    Raises:
-        ValueError: QA_BACKEND names no backend, naming the valid ones.
-    """
-    from qa.backends import load_embedder
-
-    choice = os.environ.get(BACKEND_ENV, "").strip()
-    if not choice:
-        logger.info("%s is not set: choosing the embedder backend automatically", BACKEND_ENV)
-    return load_embedder(choice or "auto")

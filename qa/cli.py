@@ -161,7 +161,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench_quality(args) -> int:
-    from qa.beir import run_benchmark
+    from qa.bench.beir import run_benchmark
     from qa.backends import default_embedder
     from qa.index import IndexParams
     from qa.retrieval import MODES, SearchParams
@@ -208,7 +208,7 @@ def cmd_train_reranker(args) -> int:
 def cmd_bench_relevance(args) -> int:
     from dataclasses import asdict, replace
 
-    from qa.bench_relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
+    from qa.bench.relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
     from qa.backends import default_embedder
     from qa.index import update_index
     from qa.reranker_backends import load_reranker
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its options are qa.bench's own
-        from qa import bench
+        from qa.bench import speed as bench
 
         return bench.main(argv[1:])
     args = build_parser().parse_args(argv)

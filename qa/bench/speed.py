@@ -51,7 +51,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa.beir import ndcg_at
+from qa.bench.beir import ndcg_at
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
     from qa.corpus import Document
     from qa.index import IndexParams
 
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.embedding import bundled_model_path, open_tokenizer
 
     bench = load_beir(folder)
@@ -648,7 +648,7 @@ def run(
         formats: also measure extraction on the formats fixtures and a 100-page PDF against
             the same text as .txt (qa.bench_formats).
     """
-    from qa import bench_index
+    from qa.bench import scale as bench_index
     from qa import backends as qb
 
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -680,7 +680,7 @@ def run(
     ui_rows = [bench_ui(quick=quick)] if ui else []
     extraction_rows, pdf_rows = [], []
     if formats:
-        from qa import bench_formats
+        from qa.bench import formats as bench_formats
 
         extraction_rows = bench_formats.measure_extraction()
         pdf_rows = [bench_formats.measure_pdf_vs_txt(pages=100, repeats=1 if quick else 3, scifact=Path(scifact))]
@@ -697,7 +697,7 @@ def report(result: dict) -> str:
     if emb:
         pieces = emb[0].tokens_per_s / emb[0].passages_per_s
         lengths = f"{emb[0].passages} SciFact passages of ~{pieces:.0f} word pieces"
-    from qa import bench_index
+    from qa.bench import scale as bench_index
 
     parts = [
         f"{result['date']} on {result['machine']}",
@@ -718,7 +718,7 @@ def report(result: dict) -> str:
     if result["ui"]:
         parts += ["Web app over the seed corpus (scripts/bench_ui.py).", format_table(result["ui"], UI_COLUMNS)]
     if result.get("extraction") or result.get("pdf"):
-        from qa import bench_formats
+        from qa.bench import formats as bench_formats
 
         parts.append(bench_formats.report(result.get("extraction", []), result.get("pdf", [])))
     if result["indexes"]:

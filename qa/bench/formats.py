@@ -138,7 +138,7 @@ def report_pages(n: int, *, scifact: Path = DEFAULT_SCIFACT) -> list[str]:
 def measure_pdf_vs_txt(*, pages: int = 100, repeats: int = 3, embedder=None,
                        scifact: Path = DEFAULT_SCIFACT) -> PdfRow:
     """Index a ``pages``-page PDF and the same text as a .txt, each from nothing, ``repeats`` times."""
-    from qa.bench import load_average
+    from qa.bench.speed import load_average
     from qa.backends import default_embedder
     from qa.extract import extract_pdf
     from qa.index import update_index
@@ -244,7 +244,7 @@ def measure_extraction(fixtures: Path = DEFAULT_FIXTURES) -> list[ExtractionRow]
 
 
 def report(extraction: list[ExtractionRow], pdf: list[PdfRow]) -> str:
-    from qa.bench import format_table
+    from qa.bench.speed import format_table
 
     parts = []
     if extraction:

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.bench import load_average
+from qa.bench.speed import load_average
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class _Base:
 
 
 def _scifact_base(scifact: Path, embedder, *, max_docs: int | None, cache_dir: Path, show_progress: bool) -> _Base:
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.chunking import Chunker, count_tiktokens
     from qa.corpus import Document
     from qa.index import IndexParams, _Piece, _lexical_text, embedding_input
@@ -276,7 +276,7 @@ def run(*, scifact: Path, sizes: Sequence[int], queries: Sequence[str], seeds: P
         workdir: Path | None = None, max_docs: int | None = None, cache_dir: Path, show_progress: bool = True,
         keep: bool = False) -> list[IndexRun]:
     """Write and measure an index at each size (and of the seed corpus when ``seeds`` is given)."""
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.index import update_index
 
     rows: list[IndexRun] = []
@@ -364,7 +364,7 @@ print(json.dumps({"documents": report.documents, "passages": report.passages, "s
 
 def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path | None = None) -> BuildRun:
     """Write SciFact as a folder of files and index it from nothing in a fresh process."""
-    from qa.beir import load_beir, write_corpus
+    from qa.bench.beir import load_beir, write_corpus
 
     bench = load_beir(scifact)
     if max_docs:

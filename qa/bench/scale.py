@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.bench.speed import load_average
+from qa.bench.common import ROOT, load_average
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ print(json.dumps({"load_s": load_s, "rss_mb": rss, "rank_ms": rank_ms, "search_m
 def measure(index_dir: Path, queries: Sequence[str], new_doc: str) -> dict:
     """Load the index in a fresh process and time questions, recall, one added and deleted document."""
     args = json.dumps({"index": str(index_dir), "queries": list(queries), "new_doc": new_doc})
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _CHILD, args], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"measuring {index_dir} failed:\n{out.stderr[-3000:]}")
@@ -373,7 +373,7 @@ def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path |
     try:
         write_corpus(bench, work / "corpus")
         args = json.dumps({"corpus": str(work / "corpus"), "index": str(work / "index")})
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, args], capture_output=True, text=True, env=env)
         if out.returncode:
             raise RuntimeError(f"building SciFact failed:\n{out.stderr[-3000:]}")

@@ -37,6 +37,7 @@ MODEL_FILES = {
     "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
 MAX_SEQ_LENGTH = 256  # word pieces, [CLS] and [SEP] included
+_SMALL_BATCH = 16  # texts counted one by one: fewer than this are not worth encode_batch's threads
 
 
 class ModelError(RuntimeError):
@@ -136,8 +137,9 @@ class WordPieces:
 
     def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
         """Word pieces of each text, without [CLS] and [SEP]."""
-        if not texts:
-            return []
+        if len(texts) <= _SMALL_BATCH:
+            # The chunker counts one or a few texts a call: encode_batch's thread pool costs more than that.
+            return [len(self._counter.encode(text, add_special_tokens=False).ids) for text in texts]
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
 

@@ -168,15 +168,20 @@ class _GraphEmbedder(WordPieces):
         def take(rows, hidden, mask, encodings):
             passages[rows] = _mean_pool(hidden, mask)
             for r, i in enumerate(rows):
+                if not len(sentence_spans[i]):
+                    continue
                 n = int(mask[r].sum())
-                tokens = hidden[r, :n].astype(np.float32)
                 offsets = np.asarray(encodings[i].offsets[:n], dtype=np.int64).reshape(-1, 2)
-                real = offsets[:, 1] > offsets[:, 0]
-                for j, (a, b) in enumerate(sentence_spans[i]):
-                    inside = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
-                    if inside.any():
-                        v = tokens[inside].mean(axis=0)
-                        sentences[first[i] + j] = v / max(float(np.linalg.norm(v)), 1e-12)
+                spans = np.asarray(sentence_spans[i], dtype=np.int64).reshape(-1, 2)
+                # (sentences x tokens): the real tokens inside each sentence; their mean in one product
+                inside = ((offsets[None, :, 0] >= spans[:, :1]) & (offsets[None, :, 1] <= spans[:, 1:])
+                          & (offsets[None, :, 1] > offsets[None, :, 0])).astype(np.float32)
+                counts = inside.sum(axis=1, keepdims=True)
+                pooled = (inside @ hidden[r, :n].astype(np.float32)) / np.maximum(counts, 1.0)
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                # a sentence with no token of its own (cut off at 256 word pieces) keeps a zero row
+                sentences[first[i] : first[i] + len(spans)] = np.where(counts > 0, pooled / np.maximum(norms, 1e-12),
+                                                                       0.0)
 
         self._each_batch(texts, take, show_progress=show_progress)
         return passages, sentences
@@ -194,16 +199,25 @@ class _GraphEmbedder(WordPieces):
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc="Embedding passages", unit="passage")
+        # A bounded window of batches in flight: the arrays are not all built at once.
+        # The lock is taken per window, so a question's embedding can slip in
+        # between windows of a long indexing run instead of waiting for all of it.
+        window = 2 * self.workers
+        windows = [rows[start : start + window] for start in range(0, len(rows), window)]
+
+        def run(group_rows):
+            group = [_batch(encodings, r) for r in group_rows]
+            with self._lock:
+                return group, self._run(group)
+
         try:
-            # A bounded window of batches in flight: the arrays are not all built at once.
-            # The lock is taken per window, so a question's embedding can slip in
-            # between windows of a long indexing run instead of waiting for all of it.
-            window = 2 * self.workers
-            for start in range(0, len(rows), window):
-                group = [_batch(encodings, r) for r in rows[start : start + window]]
-                with self._lock:
-                    hidden = self._run(group)
-                for (_, mask), h, r in zip(group, hidden, rows[start : start + window]):
+            if len(windows) == 1:
+                results = iter([run(windows[0])])
+            else:
+                # The next window runs in the model while this thread pools the last one.
+                results = _ahead(run, windows)
+            for group_rows, (group, hidden) in zip(windows, results):
+                for (_, mask), h, r in zip(group, hidden, group_rows):
                     take(r, h, mask, encodings)
                     if bar is not None:
                         bar.update(len(r))
@@ -213,6 +227,18 @@ class _GraphEmbedder(WordPieces):
 
     def _run(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         raise NotImplementedError
+
+
+def _ahead(fn, items: list):
+    """``fn(item)`` of each item in order, the next one computed in a thread while the caller
+    uses the one before (one ahead at most: memory for two results)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="qa-embed") as pool:
+        pending = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            result = pending.result()
+            if k + 1 < len(items):
+                pending = pool.submit(fn, items[k + 1])
+            yield result
 
 
 def _batch(encodings, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +38,12 @@ from qa.lexical import Postings, tokenize
 
 logger = logging.getLogger(__name__)
 
+# Passages per call of the embedder: enough that sorting them by length leaves little padding,
+# few enough that the first call starts soon and reading keeps ahead of it.
+_EMBED_PASSAGES = 512
+# Documents read and chunked ahead of the embedder at most: bounds the memory of the queue.
+_READ_AHEAD_DOCUMENTS = 64
+
 
 @dataclass
 class UpdateReport:
@@ -51,6 +59,10 @@ class UpdateReport:
     rebuilt: str | None = None
     segments: int = 0
     seconds: float = 0.0
+    # Where the seconds went: "reading" (files read and extracted) and "chunking" (passages cut,
+    # model inputs and BM25 tokens made) run in a thread beside "embedding"; "waiting" is the
+    # embedder waiting for them, "writing" the segments written and committed (merges included).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def unchanged(self) -> bool:
@@ -167,6 +179,9 @@ class _Writer:
         self.report = report
         self.chunker = Chunker(params.chunk_params(), count_tokens=count_tiktokens,
                                count_wordpieces=embedder.count_wordpieces)
+        self.timings = report.timings
+        for phase in ("reading", "chunking", "embedding", "waiting", "writing"):
+            self.timings.setdefault(phase, 0.0)
 
     def apply(self, files: dict[str, Path], diff: _Diff, *, show_progress: bool,
               on_progress: Callable[[int, int], None] | None) -> Index:
@@ -187,7 +202,9 @@ class _Writer:
         finished = False
         for piece, size, last in self._batches(files, to_index, manifest):
             added_passages += len(piece.table) if piece is not None else 0
+            t0 = time.perf_counter()
             self.index = self._commit_step(manifest, piece, gone, last=last, grew=added_passages > live_before)
+            self.timings["writing"] += time.perf_counter() - t0
             gone, finished = set(), last
             done += size
             bar.update(size)
@@ -195,7 +212,9 @@ class _Writer:
             if on_progress:
                 on_progress(done, total)
         if not finished:  # nothing to index: deletions, new mtimes or skipped files only
+            t0 = time.perf_counter()
             self.index = self._commit_step(manifest, None, gone, last=True, grew=False)
+            self.timings["writing"] += time.perf_counter() - t0
         bar.close()
         return self.index
 
@@ -203,37 +222,78 @@ class _Writer:
                  ) -> Iterator[tuple[_Piece | None, int, bool]]:
         """(piece, bytes of the files it covers, whether it is the last) for about ``batch_passages`` passages
         at a time: read, chunked, embedded, tokenized. Unreadable files are recorded as skipped.
-        """
-        docs, entries, passages, size = [], [], [], 0
-        for k, doc_id in enumerate(doc_ids):
-            path = files[doc_id]
-            st = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
-            size += st["size"]
-            last = k == len(doc_ids) - 1
-            try:
-                data = read_file(doc_id, path)  # never through a symbolic link
-                st["file_sha256"] = hashlib.sha256(data).hexdigest()
-                doc = decode_document(doc_id, data)
-            except DocumentError as exc:
-                logger.warning("skipped %s", exc)
-                self.report.skipped[doc_id] = str(exc)
-                manifest["skipped"][doc_id] = {"reason": str(exc), **st}
-            else:
-                manifest["skipped"].pop(doc_id, None)
-                manifest["restat"].pop(doc_id, None)
-                docs.append(doc)
-                entries.append(st)
-                passages.extend(self.chunker.chunk(doc))
-            if len(passages) >= self.layout.batch_passages or last:
-                yield (self._embed(docs, entries, passages) if docs else None), size, last
-                docs, entries, passages, size = [], [], [], 0
 
-    def _embed(self, docs: list[Document], entries: list[dict], passages: list[Passage]) -> _Piece:
+        Files are read, extracted, chunked and tokenized by a thread of their own (``_Reader``),
+        a bounded number of documents ahead, while this one embeds: the model does not wait for
+        them. Passages go to the model ``_EMBED_PASSAGES`` at a time, which it sorts by length.
+        """
+        chunk = max(1, min(_EMBED_PASSAGES, self.layout.batch_passages))
+        docs, entries, passages, size = [], [], [], 0
+        inputs, tokens, vectors, sentences = [], [], [], []
+
+        def embed_pending() -> None:
+            if len(inputs) > sum(len(v) for v in vectors):
+                todo = inputs[sum(len(v) for v in vectors):]
+                t0 = time.perf_counter()
+                v, s = self.embedder.embed_passages([text for text, _ in todo], [spans for _, spans in todo])
+                self.timings["embedding"] += time.perf_counter() - t0
+                vectors.append(v)
+                sentences.append(s)
+
+        reader = _Reader(files, doc_ids, self._prepare, ahead=_READ_AHEAD_DOCUMENTS)
+        with reader:
+            for k, read in enumerate(reader):
+                size += read.entry["size"]
+                last = k == len(doc_ids) - 1
+                if read.error is not None:
+                    logger.warning("skipped %s", read.error)
+                    self.report.skipped[read.doc_id] = read.error
+                    manifest["skipped"][read.doc_id] = {"reason": read.error, **read.entry}
+                else:
+                    manifest["skipped"].pop(read.doc_id, None)
+                    manifest["restat"].pop(read.doc_id, None)
+                    docs.append(read.doc)
+                    entries.append(read.entry)
+                    passages.extend(read.passages)
+                    inputs.extend(read.inputs)
+                    tokens.extend(read.tokens)
+                full = len(passages) >= self.layout.batch_passages
+                if full or last or len(inputs) - sum(len(v) for v in vectors) >= chunk:
+                    embed_pending()
+                if full or last:
+                    piece = self._piece(docs, entries, passages, tokens, vectors, sentences) if docs else None
+                    yield piece, size, last
+                    docs, entries, passages, size = [], [], [], 0
+                    inputs, tokens, vectors, sentences = [], [], [], []
+        self.timings["waiting"] += reader.waited
+
+    def _prepare(self, doc_id: str, path: Path) -> "_Read":
+        """One file read, extracted, chunked, and its passages' model inputs and BM25 tokens made
+        (in the reading thread)."""
+        t0 = time.perf_counter()
+        entry = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
+        try:
+            data = read_file(doc_id, path)  # never through a symbolic link
+            entry["file_sha256"] = hashlib.sha256(data).hexdigest()
+            doc = decode_document(doc_id, data)
+        except DocumentError as exc:
+            return _Read(doc_id, entry, error=str(exc))
+        finally:
+            t1 = time.perf_counter()
+            self.timings["reading"] += t1 - t0
+        passages = self.chunker.chunk(doc)
+        inputs = [embedding_input(doc, p, self.params, self.embedder) for p in passages]
+        tokens = [tokenize(_lexical_text(doc, p, self.params)) for p in passages]
+        self.timings["chunking"] += time.perf_counter() - t1
+        return _Read(doc_id, entry, doc, None, passages, inputs, tokens)
+
+    def _piece(self, docs: list[Document], entries: list[dict], passages: list[Passage], tokens: list[list[str]],
+               vectors: list[np.ndarray], sentences: list[np.ndarray]) -> _Piece:
         by_id = {d.doc_id: i for i, d in enumerate(docs)}
-        inputs = [embedding_input(docs[by_id[p.doc_id]], p, self.params, self.embedder) for p in passages]
-        vectors, sentences = self.embedder.embed_passages([t for t, _ in inputs], [s for _, s in inputs])
+        dim = self.embedder.dim
+        vectors = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+        sentences = np.concatenate(sentences) if sentences else np.zeros((0, dim), dtype=np.float32)
         self.report.embedded += len(passages)
-        tokens = [tokenize(_lexical_text(docs[by_id[p.doc_id]], p, self.params)) for p in passages]
         table = np.array([(by_id[p.doc_id], p.start, p.end) for p in passages], dtype=np.int32).reshape(-1, 3)
         counts = np.array([len(p.sentences) for p in passages], dtype=np.int64)
         sentence_rows = np.zeros(len(passages) + 1, dtype=np.int64)
@@ -341,6 +401,77 @@ class _Writer:
         return info, Segment.load(seg_dir / name)
 
 
+@dataclass
+class _Read:
+    """A corpus file as the reading thread hands it over: its stat entry, then the document, its
+    passages, their model inputs (text, sentence spans) and BM25 tokens, or why it cannot be read."""
+
+    doc_id: str
+    entry: dict
+    doc: Document | None = None
+    error: str | None = None
+    passages: list[Passage] = field(default_factory=list)
+    inputs: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)
+
+
+_DONE = object()
+
+
+class _Reader:
+    """``prepare(doc_id, path)`` of each file, in order, computed by a thread of its own at most
+    ``ahead`` documents ahead of the one iterating (a bounded queue: memory stays bounded).
+
+    An exception in the thread is raised where the iteration is; leaving the ``with`` block
+    (done, failed or interrupted) stops the thread.
+    """
+
+    def __init__(self, files: dict[str, Path], doc_ids: Sequence[str], prepare: Callable[[str, Path], _Read], *,
+                 ahead: int):
+        self._files, self._doc_ids, self._prepare = files, list(doc_ids), prepare
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qa-read", daemon=True)
+        self.waited = 0.0  # seconds the iterating thread waited for the next document
+
+    def __enter__(self) -> "_Reader":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for doc_id in self._doc_ids:
+                if not self._put(self._prepare(doc_id, self._files[doc_id])):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the iterating thread, which raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[_Read]:
+        while True:
+            t0 = time.perf_counter()
+            item = self._queue.get()
+            self.waited += time.perf_counter() - t0
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
 def _tier(passages: int, factor: int) -> int:
     """The size tier of a segment: t where factor**t <= passages < factor**(t + 1) (0 for none)."""
     tier = 0
@@ -357,7 +488,11 @@ def _deleted_rows(seg: Segment, info: dict) -> int:
 
 
 def _in_doc_order(pieces: list[_Piece]) -> list[_Piece]:
-    """The same documents as one piece per document, sorted by doc_id (the order of a fresh build)."""
+    """The same documents sorted by doc_id (the order of a fresh build): one piece per document,
+    or the pieces as they are when they already are in that order (a fresh build's own batch)."""
+    ids = [doc.doc_id for piece in pieces for doc in piece.documents]
+    if all(a < b for a, b in zip(ids, ids[1:])):
+        return pieces
     where = sorted((doc.doc_id, p, k) for p, piece in enumerate(pieces) for k, doc in enumerate(piece.documents))
     return [pieces[p].select([k]) for _, p, k in where]
 

@@ -61,7 +61,7 @@ class UpdateReport:
     seconds: float = 0.0
     # Where the seconds went: "reading" (files read and extracted) and "chunking" (passages cut,
     # model inputs and BM25 tokens made) run in a thread beside "embedding"; "waiting" is the
-    # embedder waiting for them, "writing" the segments written and committed (merges included).
+    # embedder waiting for them, "writing" the segments made, written and committed (merges included).
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -261,7 +261,9 @@ class _Writer:
                 if full or last or len(inputs) - sum(len(v) for v in vectors) >= chunk:
                     embed_pending()
                 if full or last:
+                    t0 = time.perf_counter()
                     piece = self._piece(docs, entries, passages, tokens, vectors, sentences) if docs else None
+                    self.timings["writing"] += time.perf_counter() - t0  # the arrays and postings of the segment
                     yield piece, size, last
                     docs, entries, passages, size = [], [], [], 0
                     inputs, tokens, vectors, sentences = [], [], [], []

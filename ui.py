@@ -40,7 +40,7 @@ stay_offline()
 def _load_model() -> None:
     """Import and load the embedding model: the slowest part of starting."""
     try:
-        from qa.embedding import default_embedder
+        from qa.backends import default_embedder
 
         default_embedder().embed(["warm up"])
     except Exception:  # noqa: BLE001 - main() asks for the model again and reports the error

@@ -14,7 +14,7 @@ The bundled weights are exported once to ONNX, offline, into a cache folder
 A backend is used only if its vectors of the probe texts keep cosine >= ``MIN_COSINE``
 to torch's; a cache file that is missing or whose hash differs is rebuilt. When a
 backend cannot load or fails the check, ``load_embedder`` falls back to torch.
-``qa.embedding.default_embedder`` uses ``load_embedder("auto")`` unless QA_BACKEND says otherwise.
+``default_embedder`` uses ``load_embedder("auto")`` unless QA_BACKEND says otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -167,15 +168,20 @@ class _GraphEmbedder(WordPieces):
         def take(rows, hidden, mask, encodings):
             passages[rows] = _mean_pool(hidden, mask)
             for r, i in enumerate(rows):
+                if not len(sentence_spans[i]):
+                    continue
                 n = int(mask[r].sum())
-                tokens = hidden[r, :n].astype(np.float32)
                 offsets = np.asarray(encodings[i].offsets[:n], dtype=np.int64).reshape(-1, 2)
-                real = offsets[:, 1] > offsets[:, 0]
-                for j, (a, b) in enumerate(sentence_spans[i]):
-                    inside = real & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
-                    if inside.any():
-                        v = tokens[inside].mean(axis=0)
-                        sentences[first[i] + j] = v / max(float(np.linalg.norm(v)), 1e-12)
+                spans = np.asarray(sentence_spans[i], dtype=np.int64).reshape(-1, 2)
+                # (sentences x tokens): the real tokens inside each sentence; their mean in one product
+                inside = ((offsets[None, :, 0] >= spans[:, :1]) & (offsets[None, :, 1] <= spans[:, 1:])
+                          & (offsets[None, :, 1] > offsets[None, :, 0])).astype(np.float32)
+                counts = inside.sum(axis=1, keepdims=True)
+                pooled = (inside @ hidden[r, :n].astype(np.float32)) / np.maximum(counts, 1.0)
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                # a sentence with no token of its own (cut off at 256 word pieces) keeps a zero row
+                sentences[first[i] : first[i] + len(spans)] = np.where(counts > 0, pooled / np.maximum(norms, 1e-12),
+                                                                       0.0)
 
         self._each_batch(texts, take, show_progress=show_progress)
         return passages, sentences
@@ -193,16 +199,25 @@ class _GraphEmbedder(WordPieces):
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc="Embedding passages", unit="passage")
+        # A bounded window of batches in flight: the arrays are not all built at once.
+        # The lock is taken per window, so a question's embedding can slip in
+        # between windows of a long indexing run instead of waiting for all of it.
+        window = 2 * self.workers
+        windows = [rows[start : start + window] for start in range(0, len(rows), window)]
+
+        def run(group_rows):
+            group = [_batch(encodings, r) for r in group_rows]
+            with self._lock:
+                return group, self._run(group)
+
         try:
-            # A bounded window of batches in flight: the arrays are not all built at once.
-            # The lock is taken per window, so a question's embedding can slip in
-            # between windows of a long indexing run instead of waiting for all of it.
-            window = 2 * self.workers
-            for start in range(0, len(rows), window):
-                group = [_batch(encodings, r) for r in rows[start : start + window]]
-                with self._lock:
-                    hidden = self._run(group)
-                for (_, mask), h, r in zip(group, hidden, rows[start : start + window]):
+            if len(windows) == 1:
+                results = iter([run(windows[0])])
+            else:
+                # The next window runs in the model while this thread pools the last one.
+                results = _ahead(run, windows)
+            for group_rows, (group, hidden) in zip(windows, results):
+                for (_, mask), h, r in zip(group, hidden, group_rows):
                     take(r, h, mask, encodings)
                     if bar is not None:
                         bar.update(len(r))
@@ -212,6 +227,18 @@ class _GraphEmbedder(WordPieces):
 
     def _run(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         raise NotImplementedError
+
+
+def _ahead(fn, items: list):
+    """``fn(item)`` of each item in order, the next one computed in a thread while the caller
+    uses the one before (one ahead at most: memory for two results)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="qa-embed") as pool:
+        pending = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            result = pending.result()
+            if k + 1 < len(items):
+                pending = pool.submit(fn, items[k + 1])
+            yield result
 
 
 def _batch(encodings, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -619,3 +646,29 @@ def load_embedder(
         return embedder
     logger.warning("embedding with torch, the fallback: no backend of %s could be used", ", ".join(candidates))
     return TorchEmbedder(model_dir)
+
+
+BACKEND_ENV = "QA_BACKEND"
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> WordPieces:
+    """One embedder per process: the model is loaded once.
+
+    The environment variable QA_BACKEND picks the backend; unset, it is "auto": the
+    fastest backend of this module (OpenVINO, then ONNX Runtime) whose vectors of
+    fixed probe texts keep cosine >= 0.999 to torch's, exported offline from the
+    bundled weights on first use into a checked cache. Torch (sentence-transformers)
+    is the fallback when none of them can load, and QA_BACKEND=torch forces it. The
+    choice, and why a faster backend was passed over, is logged.
+
+    Returns:
+        an embedder with the interface of ``Embedder`` and a ``backend`` label.
+
+    Raises:
+        ValueError: QA_BACKEND names no backend, naming the valid ones.
+    """
+    choice = os.environ.get(BACKEND_ENV, "").strip()
+    if not choice:
+        logger.info("%s is not set: choosing the embedder backend automatically", BACKEND_ENV)
+    return load_embedder(choice or "auto")

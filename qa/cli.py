@@ -77,6 +77,9 @@ def cmd_index(args) -> int:
     report = col.update()
     if report.documents == 0:
         print(f"warning: {args.corpus} holds no documents ({', '.join(SUFFIXES)}); the index is empty", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        return 0
     print(f"index {args.index}: {report.documents} documents, {report.passages} passages "
           f"({report.embedded} embedded) in {report.seconds:.1f} s")
     for label, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
@@ -161,8 +164,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_bench_quality(args) -> int:
-    from qa.beir import run_benchmark
-    from qa.embedding import default_embedder
+    from qa.bench.beir import run_benchmark
+    from qa.backends import default_embedder
     from qa.index import IndexParams
     from qa.retrieval import MODES, SearchParams
 
@@ -208,8 +211,8 @@ def cmd_train_reranker(args) -> int:
 def cmd_bench_relevance(args) -> int:
     from dataclasses import asdict, replace
 
-    from qa.bench_relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
-    from qa.embedding import default_embedder
+    from qa.bench.relevance import scifact_ndcg, score_squad, seed_figures, squad_test_corpus
+    from qa.backends import default_embedder
     from qa.index import update_index
     from qa.reranker_backends import load_reranker
     from qa.retrieval import Searcher
@@ -275,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=DEFAULT_INDEX, help="index folder (default: index)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-empty", action="store_true", help="let an empty corpus folder empty an existing index")
+    p.add_argument("--json", action="store_true", help="print what changed, and where the time went, as JSON")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="ask a question; '-' reads one question per line from stdin")
@@ -352,15 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", add_help=False,
                        help="speed of embedder backends and vector indexes (python -m qa bench --help)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench
+    p = sub.add_parser("bench-build", add_help=False,
+                       help="qa index against a plain torch encode, and where the time goes "
+                            "(python -m qa bench-build --help)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench.build
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its options are qa.bench's own
-        from qa import bench
+        from qa.bench import speed as bench
 
         return bench.main(argv[1:])
+    if argv[:1] == ["bench-build"]:
+        from qa.bench import build
+
+        return build.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

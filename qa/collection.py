@@ -11,15 +11,30 @@ from typing import Iterable, Sequence
 
 from qa.arguments import ArgumentError, check_flag, check_list, check_text, describe
 from qa.corpus import Document, DocumentError, decode_document, max_document_bytes, safe_doc_id
-from qa.embedding import Embedder, default_embedder
+from qa.backends import default_embedder
+from qa.embedding import Embedder
 from qa.extract import Source
 from qa.index import (
     Index, IndexFormatError, IndexParams, Layout, UpdateReport, compatibility, corpus_changes, update_index,
 )
 from qa.reranker import Reranker
-from qa.retrieval import MAX_DOC_ID_CHARS, Answer, Searcher, SearchParams
+from qa.results import MAX_DOC_ID_CHARS, Answer
+from qa.retrieval import Searcher, SearchParams
 
 logger = logging.getLogger(__name__)
+
+
+def _load_token_counter_aside() -> None:
+    """Load the chunker's token counter (tiktoken) in a thread, beside the model's load."""
+    from qa.chunking import tiktoken_encoding
+
+    def load() -> None:
+        try:
+            tiktoken_encoding()
+        except ImportError:
+            pass  # raised again, with its install hint, where the counter is used
+
+    threading.Thread(target=load, name="qa-load-tiktoken", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -49,11 +64,12 @@ class Collection:
         index_params: passage parameters; an index built otherwise is rebuilt.
         layout: how the index is split into segments and searched (qa.index.Layout).
         search_params: fusion and abstention settings.
-        reranker: the relevance model (default: the shipped one, shared per process;
-            not loaded when ``search_params.rerank_depth`` is 0).
+        reranker: the relevance model (default: the shipped one, shared per process,
+            loaded with the first question: building an index never needs it; not
+            loaded at all when ``search_params.rerank_depth`` is 0).
         show_progress: progress bars while embedding.
 
-    Raises:
+    Raises (from the first question):
         RerankerError: the shipped relevance model is missing or altered.
     """
 
@@ -71,18 +87,18 @@ class Collection:
     ):
         self.corpus_dir = Path(corpus_dir)
         self.index_dir = Path(index_dir)
+        if embedder is None:
+            _load_token_counter_aside()  # it takes a second or two: while the model loads
         self.embedder = embedder or default_embedder()
         self.index_params = index_params or IndexParams()
         self.layout = layout or Layout()
         self.search_params = search_params or SearchParams()
-        if reranker is None and self.search_params.rerank_depth:
-            from qa.reranker_backends import default_reranker
-
-            reranker = default_reranker()
-        self.reranker = reranker
+        self._reranker = reranker
         self.show_progress = show_progress
         self._write = threading.Lock()
-        self._searcher: Searcher | None = None
+        self._current: Index | None = None  # the index questions are asked of
+        self._searcher: Searcher | None = None  # made over it at the first question
+        self._searcher_lock = threading.Lock()
         self.last_report: UpdateReport | None = None
 
     # -- keeping the index in step -------------------------------------------
@@ -103,8 +119,27 @@ class Collection:
             logger.warning("index at %s is out of date (%s): updating it", self.index_dir, "; ".join(stale[:5]))
             self.update()
         else:
-            self._searcher = Searcher(index, self.embedder, self.search_params, reranker=self.reranker)
+            self._current = index
         return self
+
+    @property
+    def reranker(self) -> Reranker | None:
+        """The relevance model, loaded on first use (None when ``rerank_depth`` is 0)."""
+        if self._reranker is None and self.search_params.rerank_depth:
+            from qa.reranker_backends import default_reranker
+
+            self._reranker = default_reranker()
+        return self._reranker
+
+    def _searcher_now(self) -> Searcher:
+        """The searcher over the current index (made, with the relevance model, on the first question)."""
+        if self._current is None:
+            self.open()
+        with self._searcher_lock:
+            index = self._current
+            if self._searcher is None or self._searcher.index is not index:
+                self._searcher = Searcher(index, self.embedder, self.search_params, reranker=self.reranker)
+            return self._searcher
 
     def staleness(self, index: Index) -> list[str]:
         """Why ``index`` does not match this corpus, model and parameters (empty when it does)."""
@@ -120,9 +155,9 @@ class Collection:
 
     @property
     def index(self) -> Index:
-        if self._searcher is None:
+        if self._current is None:
             self.open()
-        return self._searcher.index
+        return self._current
 
     # -- questions -----------------------------------------------------------
 
@@ -131,10 +166,8 @@ class Collection:
         sites: Sequence[str] | None = None, since: str | None = None, until: str | None = None,
     ) -> Answer:
         """See ``Searcher.search``: ``doc_ids``, ``sites``, ``since`` and ``until`` filter the documents."""
-        if self._searcher is None:
-            self.open()
-        return self._searcher.search(question, k=k, history=history, doc_ids=doc_ids, sites=sites, since=since,
-                                     until=until)
+        return self._searcher_now().search(question, k=k, history=history, doc_ids=doc_ids, sites=sites,
+                                           since=since, until=until)
 
     # -- documents -----------------------------------------------------------
 
@@ -250,10 +283,10 @@ class Collection:
     def _update_locked(self, show_progress: bool | None = None, only: list[str] | None = None) -> UpdateReport:
         index, report = update_index(
             self.corpus_dir, self.index_dir, embedder=self.embedder, params=self.index_params, layout=self.layout,
-            only=only, current=self._searcher.index if self._searcher is not None else None,
+            only=only, current=self._current,
             show_progress=self.show_progress if show_progress is None else show_progress,
         )
-        self._searcher = Searcher(index, self.embedder, self.search_params, reranker=self.reranker)
+        self._current = index
         self.last_report = report
         return report
 

@@ -1,4 +1,7 @@
-"""The sentence-transformers embedder, loaded offline from checked weights, and the default embedder."""
+"""The model's checked files and the sentence-transformers (torch) embedder, loaded offline.
+
+The faster backends, and ``default_embedder`` that picks one, are in ``qa.backends``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import hashlib
 import logging
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +37,7 @@ MODEL_FILES = {
     "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
 }
 MAX_SEQ_LENGTH = 256  # word pieces, [CLS] and [SEP] included
+_SMALL_BATCH = 16  # texts counted one by one: fewer than this are not worth encode_batch's threads
 
 
 class ModelError(RuntimeError):
@@ -134,8 +137,9 @@ class WordPieces:
 
     def count_wordpieces(self, texts: Sequence[str]) -> list[int]:
         """Word pieces of each text, without [CLS] and [SEP]."""
-        if not texts:
-            return []
+        if len(texts) <= _SMALL_BATCH:
+            # The chunker counts one or a few texts a call: encode_batch's thread pool costs more than that.
+            return [len(self._counter.encode(text, add_special_tokens=False).ids) for text in texts]
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
 
@@ -231,31 +235,3 @@ class Embedder(WordPieces):
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-
-
-BACKEND_ENV = "QA_BACKEND"
-
-
-@lru_cache(maxsize=1)
-def default_embedder() -> WordPieces:
-    """One embedder per process: the model is loaded once.
-
-    The environment variable QA_BACKEND picks the backend; unset, it is "auto": the
-    fastest backend of ``qa.backends`` (OpenVINO, then ONNX Runtime) whose vectors of
-    fixed probe texts keep cosine >= 0.999 to torch's, exported offline from the
-    bundled weights on first use into a checked cache. Torch (sentence-transformers)
-    is the fallback when none of them can load, and QA_BACKEND=torch forces it. The
-    choice, and why a faster backend was passed over, is logged.
-
-    Returns:
-        an embedder with the interface of ``Embedder`` and a ``backend`` label.
-
-    Raises:
-        ValueError: QA_BACKEND names no backend, naming the valid ones.
-    """
-    from qa.backends import load_embedder
-
-    choice = os.environ.get(BACKEND_ENV, "").strip()
-    if not choice:
-        logger.info("%s is not set: choosing the embedder backend automatically", BACKEND_ENV)
-    return load_embedder(choice or "auto")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from qa.arguments import ArgumentError, check_text
-from qa.retrieval import Answer
+from qa.results import Answer
 
 _SPACE = re.compile(r"\s+")
 

@@ -66,7 +66,7 @@ class TrainSettings:
 
 
 def _searcher(articles, folder: Path, *, holes_per_article: int = 0, show_progress: bool = True):
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.index import update_index
     from qa.retrieval import Searcher
 

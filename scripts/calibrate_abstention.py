@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.beir import load_beir, write_corpus  # noqa: E402
-from qa.embedding import default_embedder  # noqa: E402
+from qa.bench.beir import load_beir, write_corpus  # noqa: E402
+from qa.backends import default_embedder  # noqa: E402
 from qa.evaluation import load_questions  # noqa: E402
 from qa.index import update_index  # noqa: E402
 from qa.retrieval import SearchParams  # noqa: E402

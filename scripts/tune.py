@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.beir import load_beir, score_modes, write_corpus  # noqa: E402
-from qa.embedding import default_embedder  # noqa: E402
+from qa.bench.beir import load_beir, score_modes, write_corpus  # noqa: E402
+from qa.backends import default_embedder  # noqa: E402
 from qa.evaluation import evaluate, load_questions  # noqa: E402
 from qa.index import IndexParams, update_index  # noqa: E402
 from qa.retrieval import Searcher, SearchParams  # noqa: E402

@@ -19,7 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest
 
 from qa.backends import TorchEmbedder
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import Index, update_index
 from qa.retrieval import Searcher
 

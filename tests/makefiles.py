@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from qa.bench_formats import text_pdf
+from qa.bench.formats import text_pdf
 
 
 # The benchmark's PDF writer: a real text layer (Helvetica), or pages with no text at all.

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from qa.beir import load_beir, mrr_at, ndcg_at, recall_at, run_benchmark
+from qa.bench.beir import load_beir, mrr_at, ndcg_at, recall_at, run_benchmark
 from qa.cli import main
 
 

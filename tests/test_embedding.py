@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from qa.backends import BACKEND_ENV, default_embedder
 from qa.embedding import (
-    BACKEND_ENV,
     MAX_SEQ_LENGTH,
     MODEL_NAME,
     MODEL_SHA256,
@@ -16,7 +16,6 @@ from qa.embedding import (
     ModelError,
     bundled_model_path,
     check_weights,
-    default_embedder,
     file_sha256,
 )
 from conftest import SEEDS

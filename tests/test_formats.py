@@ -228,7 +228,7 @@ def test_real_news_pages_have_no_boilerplate_in_any_passage(fixture_collection):
 
 
 def test_bench_formats_measures_a_pdf_against_the_same_text(embedder):
-    from qa.bench_formats import measure_pdf_vs_txt
+    from qa.bench.formats import measure_pdf_vs_txt
 
     row = measure_pdf_vs_txt(pages=4, repeats=1, embedder=embedder)
     assert row.pages == 4 and row.pdf_s > 0 and row.txt_s > 0 and row.ratio == row.pdf_s / row.txt_s
@@ -237,7 +237,7 @@ def test_bench_formats_measures_a_pdf_against_the_same_text(embedder):
 
 @needs_fixtures
 def test_bench_formats_scores_the_fixtures():
-    from qa.bench_formats import measure_extraction
+    from qa.bench.formats import measure_extraction
 
     rows = {r.kind: r for r in measure_extraction(FIXTURES)}
     assert rows["html"].spot_found == "40/40" and rows["html"].recall >= 0.98

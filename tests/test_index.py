@@ -415,7 +415,7 @@ def _change_a_document(corpus: Path) -> None:
 
 @pytest.mark.parametrize("fail_in, error", [("Postings.save", OSError), ("_commit", KeyboardInterrupt)])
 def test_interrupted_update_leaves_the_old_index_usable(built, embedder, monkeypatch, fail_in, error):
-    import qa.index
+    import qa.index.writer
 
     corpus, index_dir = built
     old = Index.load(index_dir)
@@ -427,7 +427,7 @@ def test_interrupted_update_leaves_the_old_index_usable(built, embedder, monkeyp
     if fail_in == "Postings.save":
         monkeypatch.setattr(Postings, "save", boom)
     else:
-        monkeypatch.setattr(qa.index, "_commit", boom)
+        monkeypatch.setattr(qa.index.writer, "_commit", boom)  # where the writer looks it up
     _change_a_document(corpus)
     with pytest.raises(error):
         update_index(corpus, index_dir, embedder=embedder, show_progress=False)

@@ -411,7 +411,7 @@ def test_dense_search_restricted_to_documents_equals_brute_force(stepped_index, 
 SLOW_BUILD = """
 import json, sys, time
 from pathlib import Path
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import Layout, update_index
 
 corpus, index_dir = sys.argv[1], Path(sys.argv[2])

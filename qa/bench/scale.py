@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from qa.bench import load_average
+from qa.bench.common import ROOT, load_average
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class _Base:
 
 
 def _scifact_base(scifact: Path, embedder, *, max_docs: int | None, cache_dir: Path, show_progress: bool) -> _Base:
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.chunking import Chunker, count_tiktokens
     from qa.corpus import Document
     from qa.index import IndexParams, _Piece, _lexical_text, embedding_input
@@ -193,7 +193,7 @@ def rss_mb():
             return int(line.split()[1]) / 1024
 
 args = json.loads(sys.argv[1])
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import Index, update_index
 from qa.reranker_backends import default_reranker
 from qa.retrieval import Searcher
@@ -261,7 +261,7 @@ print(json.dumps({"load_s": load_s, "rss_mb": rss, "rank_ms": rank_ms, "search_m
 def measure(index_dir: Path, queries: Sequence[str], new_doc: str) -> dict:
     """Load the index in a fresh process and time questions, recall, one added and deleted document."""
     args = json.dumps({"index": str(index_dir), "queries": list(queries), "new_doc": new_doc})
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _CHILD, args], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"measuring {index_dir} failed:\n{out.stderr[-3000:]}")
@@ -276,7 +276,7 @@ def run(*, scifact: Path, sizes: Sequence[int], queries: Sequence[str], seeds: P
         workdir: Path | None = None, max_docs: int | None = None, cache_dir: Path, show_progress: bool = True,
         keep: bool = False) -> list[IndexRun]:
     """Write and measure an index at each size (and of the seed corpus when ``seeds`` is given)."""
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.index import update_index
 
     rows: list[IndexRun] = []
@@ -349,7 +349,7 @@ class BuildRun:
 _BUILD_CHILD = r"""
 import json, sys, time
 args = json.loads(sys.argv[1])
-from qa.embedding import default_embedder
+from qa.backends import default_embedder
 from qa.index import update_index
 embedder = default_embedder()
 embedder.embed(["warm up"])
@@ -364,7 +364,7 @@ print(json.dumps({"documents": report.documents, "passages": report.passages, "s
 
 def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path | None = None) -> BuildRun:
     """Write SciFact as a folder of files and index it from nothing in a fresh process."""
-    from qa.beir import load_beir, write_corpus
+    from qa.bench.beir import load_beir, write_corpus
 
     bench = load_beir(scifact)
     if max_docs:
@@ -373,7 +373,7 @@ def measure_build(scifact: Path, *, max_docs: int | None = None, workdir: Path |
     try:
         write_corpus(bench, work / "corpus")
         args = json.dumps({"corpus": str(work / "corpus"), "index": str(work / "index")})
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", _BUILD_CHILD, args], capture_output=True, text=True, env=env)
         if out.returncode:
             raise RuntimeError(f"building SciFact failed:\n{out.stderr[-3000:]}")

@@ -26,7 +26,7 @@ The studies behind the choices:
   add (and remove) one document's passages.
 
 SciFact is read from ``../shared/bench/scifact`` (or ``--scifact``) at run time and
-never copied; vectors are cached under ``.cache/bench``. Run ``python -m qa.bench``
+never copied; vectors are cached under ``.cache/bench``. Run ``python -m qa bench``
 (``--quick`` for a small version).
 """
 
@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -51,16 +50,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa.beir import ndcg_at
+from qa.bench.beir import ndcg_at
+from qa.bench.common import DEFAULT_SCIFACT, ROOT, default_bench_cache, format_table, load_average, machine
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "bench" / "scifact"
-
-
-def default_bench_cache() -> Path:
-    return Path(__file__).resolve().parent.parent / ".cache" / "bench"
-
 
 # -- SciFact -----------------------------------------------------------------------
 
@@ -94,7 +87,7 @@ def load_scifact(folder: str | os.PathLike = DEFAULT_SCIFACT, *, max_docs: int |
     from qa.corpus import Document
     from qa.index import IndexParams
 
-    from qa.beir import load_beir, record_text
+    from qa.bench.beir import load_beir, record_text
     from qa.embedding import bundled_model_path, open_tokenizer
 
     bench = load_beir(folder)
@@ -161,11 +154,6 @@ class EmbedderRow:
     ndcg10: float | None = None
     top10_overlap: float | None = None
     load: str = ""
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, for a table's last column."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _open(backend: str, cache_dir: Path | None):
@@ -543,25 +531,6 @@ def bench_indexes(
 # -- the report --------------------------------------------------------------------
 
 
-def _cell(value, fmt: str | None = None) -> str:
-    if value is None:
-        return "-"
-    if fmt:
-        return format(value, fmt)
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
-
-
-def format_table(rows: Sequence, columns: Sequence[tuple]) -> str:
-    """A Markdown table of dataclass rows; ``columns`` are (attribute, heading[, format spec])."""
-    cells = [[_cell(getattr(r, col[0]), col[2] if len(col) > 2 else None) for col in columns] for r in rows]
-    heads = [col[1] for col in columns]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
-    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
-    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
-
-
 EMBEDDER_COLUMNS = [
     ("backend", "backend"), ("passages_per_s", "passages/s", ".1f"), ("tokens_per_s", "tokens/s", ".0f"),
     ("speedup", "x torch", ".2f"), ("query_ms", "query ms", ".2f"), ("cosine_min", "cos min", ".5f"),
@@ -575,19 +544,6 @@ INDEX_COLUMNS = [
     ("load_s", "load s", ".2f"), ("save_s", "save s", ".2f"), ("add_ms", "add doc ms", ".2f"),
     ("remove_ms", "remove doc ms", ".2f"), ("load", "load avg"),
 ]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = f.read()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in info]
-        cpu += f" ({', '.join(flags)})"
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 @dataclass
@@ -614,7 +570,7 @@ UI_COLUMNS = [
 
 def bench_ui(*, quick: bool = False) -> UIRun:
     """Run scripts/bench_ui.py (it starts and stops its own servers) and read its figures."""
-    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_ui.py"
+    script = ROOT / "scripts" / "bench_ui.py"
     with tempfile.TemporaryDirectory(prefix="qa-bench-ui-") as tmp:
         out = Path(tmp) / "ui.json"
         sizes = ["--starts", "1", "--requests", "50", "--clients", "5"] if quick else []
@@ -648,7 +604,7 @@ def run(
         formats: also measure extraction on the formats fixtures and a 100-page PDF against
             the same text as .txt (qa.bench_formats).
     """
-    from qa import bench_index
+    from qa.bench import scale as bench_index
     from qa import backends as qb
 
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -667,7 +623,7 @@ def run(
     sizes = sizes or ((10_000,) if quick else (10_000, 100_000, 1_000_000))
     build_rows = [bench_index.measure_build(Path(scifact), max_docs=600 if quick else None)]
     system_rows = bench_index.run(
-        scifact=Path(scifact), sizes=sizes, queries=query_texts, seeds=Path(__file__).resolve().parent.parent / "seeds",
+        scifact=Path(scifact), sizes=sizes, queries=query_texts, seeds=ROOT / "seeds",
         embedder=embedder, max_docs=600 if quick else None,
         cache_dir=Path(cache_dir).parent / "bench" if cache_dir else default_bench_cache(), show_progress=show_progress,
     )
@@ -680,7 +636,7 @@ def run(
     ui_rows = [bench_ui(quick=quick)] if ui else []
     extraction_rows, pdf_rows = [], []
     if formats:
-        from qa import bench_formats
+        from qa.bench import formats as bench_formats
 
         extraction_rows = bench_formats.measure_extraction()
         pdf_rows = [bench_formats.measure_pdf_vs_txt(pages=100, repeats=1 if quick else 3, scifact=Path(scifact))]
@@ -697,7 +653,7 @@ def report(result: dict) -> str:
     if emb:
         pieces = emb[0].tokens_per_s / emb[0].passages_per_s
         lengths = f"{emb[0].passages} SciFact passages of ~{pieces:.0f} word pieces"
-    from qa import bench_index
+    from qa.bench import scale as bench_index
 
     parts = [
         f"{result['date']} on {result['machine']}",
@@ -718,7 +674,7 @@ def report(result: dict) -> str:
     if result["ui"]:
         parts += ["Web app over the seed corpus (scripts/bench_ui.py).", format_table(result["ui"], UI_COLUMNS)]
     if result.get("extraction") or result.get("pdf"):
-        from qa import bench_formats
+        from qa.bench import formats as bench_formats
 
         parts.append(bench_formats.report(result.get("extraction", []), result.get("pdf", [])))
     if result["indexes"]:
@@ -732,7 +688,7 @@ def report(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m qa bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small version (a few minutes)")
     parser.add_argument("--scifact", default=str(DEFAULT_SCIFACT), help="the SciFact folder (BEIR format)")
     parser.add_argument("--backends", default="torch,openvino,onnx,onnx-int8",

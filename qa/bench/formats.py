@@ -1,4 +1,4 @@
-"""``python -m qa.bench_formats``: documents as reporters have them, measured.
+"""``python -m qa.bench.formats``: documents as reporters have them, measured.
 
 - **PDF against text**: a 100-page PDF is indexed from nothing, and so is the same
   text as a ``.txt`` file (same embedder, fresh index each time, runs interleaved,
@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures" / "formats"
-DEFAULT_SCIFACT = ROOT.parent / "shared" / "bench" / "scifact"
+from qa.bench.common import DEFAULT_SCIFACT, ROOT, SHARED, format_table, load_average
+
+DEFAULT_FIXTURES = SHARED / "fixtures" / "formats"
 PAGE_CHARS = 3_000  # about a page of a report in 10-point type
 
 
@@ -138,8 +138,7 @@ def report_pages(n: int, *, scifact: Path = DEFAULT_SCIFACT) -> list[str]:
 def measure_pdf_vs_txt(*, pages: int = 100, repeats: int = 3, embedder=None,
                        scifact: Path = DEFAULT_SCIFACT) -> PdfRow:
     """Index a ``pages``-page PDF and the same text as a .txt, each from nothing, ``repeats`` times."""
-    from qa.bench import load_average
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.extract import extract_pdf
     from qa.index import update_index
 
@@ -244,8 +243,6 @@ def measure_extraction(fixtures: Path = DEFAULT_FIXTURES) -> list[ExtractionRow]
 
 
 def report(extraction: list[ExtractionRow], pdf: list[PdfRow]) -> str:
-    from qa.bench import format_table
-
     parts = []
     if extraction:
         parts += ["Extraction on ../shared/fixtures/formats (precision and recall: words of the extracted text "
@@ -257,7 +254,7 @@ def report(extraction: list[ExtractionRow], pdf: list[PdfRow]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qa.bench_formats", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m qa.bench.formats", description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixtures", default=str(DEFAULT_FIXTURES), help="the formats fixtures folder")
     parser.add_argument("--pages", type=int, default=100, help="pages of the PDF (default 100)")
     parser.add_argument("--repeats", type=int, default=3)

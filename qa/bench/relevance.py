@@ -44,7 +44,7 @@ class QualityRow:
 
 def squad_test_corpus(data: str | Path, folder: Path, *, show_progress: bool = True):
     """The test articles written and indexed in ``folder`` (reused when already built)."""
-    from qa.embedding import default_embedder
+    from qa.backends import default_embedder
     from qa.index import update_index
 
     split = split_articles(load_squad(data))
@@ -119,8 +119,8 @@ def seed_figures(searcher, questions_file: str | Path) -> dict:
 
 def scifact_ndcg(searcher_of, folder: str | Path, index_dir: Path, *, show_progress: bool = True) -> dict[str, float]:
     """SciFact nDCG@10 of each setting (``searcher_of(index) -> {setting: (searcher, rerank)}``)."""
-    from qa.beir import _doc_name, load_beir, ndcg_at, write_corpus as write_beir
-    from qa.embedding import default_embedder
+    from qa.bench.beir import _doc_name, load_beir, ndcg_at, write_corpus as write_beir
+    from qa.backends import default_embedder
     from qa.index import update_index
 
     bench = load_beir(folder)

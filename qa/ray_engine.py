@@ -29,6 +29,7 @@ RAY_SITE = Path(__file__).resolve().parent / "ray_site"
 # On Linux this switch is Ray's "may this node be part of a multi-node cluster": off,
 # every address is loopback and no route is looked up. A cluster needs it on.
 _LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+STARTS = 3  # attempts at starting a local Ray
 _QUIET = {"RAY_DEDUP_LOGS": "0", "RAY_DISABLE_IMPORT_WARNING": "1"}
 
 
@@ -94,16 +95,25 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None):
         return ray
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                    configure_logging=True)
-    try:
-        if address is None:
-            cpus = num_cpus or len(os.sched_getaffinity(0))
-            ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **options)
-        else:
-            # A cluster's processes run in the environment their `ray start` gave them
-            # (python -m qa.ray_engine start); this driver's own is set above.
-            ray.init(address=address, **options)
-    except (ConnectionError, TimeoutError) as exc:
-        raise RayUnavailableError(f"no Ray cluster answers at {address}: {exc}") from exc
+    for attempt in range(STARTS):
+        try:
+            if address is None:
+                cpus = num_cpus or len(os.sched_getaffinity(0))
+                ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **options)
+            else:
+                # A cluster's processes run in the environment their `ray start` gave them
+                # (python -m qa.ray_engine start); this driver's own is set above.
+                ray.init(address=address, **options)
+            break
+        except (ConnectionError, TimeoutError) as exc:
+            raise RayUnavailableError(f"no Ray cluster answers at {address}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this one
+            # Ray gives its raylet 30 s to start, fixed; on a machine busy with other work that
+            # is not always enough, and a second start usually is.
+            if "timed out during startup" not in str(exc) or attempt == STARTS - 1:
+                raise RayUnavailableError(f"Ray could not start: {exc}") from exc
+            logger.warning("Ray did not start in time (%s); trying again", exc)
+            ray.shutdown()
     logger.info("Ray %s: %s", "started here" if address is None else f"joined at {address}",
                 ray.cluster_resources())
     return ray

@@ -131,9 +131,9 @@ def bench_builds(scifact: Path, *, docs: int, work: Path) -> list[dict]:
     port = 6390
     try:
         _ray_cli("start", "--head", f"--port={port}", "--num-cpus=1", env=env)
-        _ray_cli("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", env=env)
-        folder = work / "ray-cluster"
         address = _cluster_address(port)
+        _ray_cli("start", f"--address={address}", "--num-cpus=1", env=env)
+        folder = work / "ray-cluster"
         m = _run(_RAY_BUILD, {"corpus": str(corpus), "index": str(folder), "address": address, "cpus": None,
                               "workers": 2}, env=env)
         row("Ray, two nodes of 1 CPU (simulated here)", m, folder)

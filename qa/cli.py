@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", add_help=False,
                        help="speed of embedder backends and vector indexes (python -m qa bench --help)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench
+    p = sub.add_parser("bench-scale", add_help=False,
+                       help="Ray builds and sharded search (python -m qa bench-scale build|query --help)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench_scale
     return parser
 
 
@@ -394,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         from qa import bench
 
         return bench.main(argv[1:])
+    if argv[:1] == ["bench-scale"]:  # Ray builds and sharded search: qa.bench_scale's options
+        from qa import bench_scale
+
+        return bench_scale.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

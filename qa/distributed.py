@@ -200,12 +200,12 @@ class _RayWriter(_Writer):
                 backends.add(str(row["backend"]))
                 self.embedder.backend = str(row["backend"])
             if len(passages) >= self.layout.batch_passages or last:
-                piece = self._piece(docs, entries, passages, vectors, sentences, tokens, backends) if docs else None
+                piece = self._ray_piece(docs, entries, passages, vectors, sentences, tokens, backends) if docs else None
                 yield piece, size, last
                 docs, entries, passages, vectors, sentences, tokens, size = [], [], [], [], [], [], 0
                 backends = set()
 
-    def _piece(self, docs, entries, passages, vectors, sentences, tokens, backends) -> _Piece:
+    def _ray_piece(self, docs, entries, passages, vectors, sentences, tokens, backends) -> _Piece:
         by_id = {d.doc_id: i for i, d in enumerate(docs)}
         self.report.embedded += len(passages)
         table = np.array([(by_id[p.doc_id], p.start, p.end) for p in passages], dtype=np.int32).reshape(-1, 3)

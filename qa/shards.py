@@ -203,9 +203,9 @@ class ShardCore:
         total = 0
         for part, dead in zip(bm25.parts, bm25.dead):
             counts = np.diff(np.asarray(part.indptr))
-            if dead is not None:
-                rows = np.asarray(part.rows)
-                counts = counts - np.add.reduceat(dead[rows].astype(np.int64), np.asarray(part.indptr[:-1]))
+            if dead is not None:  # a deleted passage's terms do not count
+                term_of = np.repeat(np.arange(len(part.terms)), counts)
+                counts = counts - np.bincount(term_of[dead[np.asarray(part.rows)]], minlength=len(part.terms))
             for term, c in zip(part.terms, counts.tolist()):
                 if c:
                     df[term] += c

@@ -35,6 +35,22 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _beir():
+    try:  # the benchmarks moved into qa/bench/ in a later layout
+        from qa.bench import beir
+    except ImportError:
+        from qa import beir
+    return beir
+
+
+def _scale():
+    try:
+        from qa.bench import scale
+    except ImportError:
+        from qa import bench_index as scale
+    return scale
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -54,9 +70,9 @@ _LOCAL_BUILD = r"""
 import json, sys, time
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
-from qa.embedding import default_embedder
 from qa.index import update_index
-embedder = default_embedder()
+from qa.shards import _default_embedder
+embedder = _default_embedder()
 embedder.embed(["warm up"])
 ready = time.perf_counter() - t0
 t = time.perf_counter()
@@ -103,9 +119,9 @@ def _ray_cli(*args: str, env: dict) -> None:
 
 
 def bench_builds(scifact: Path, *, docs: int, work: Path) -> list[dict]:
-    from qa.beir import load_beir, write_corpus
     from qa.ray_engine import ray_environment
 
+    load_beir, write_corpus = _beir().load_beir, _beir().write_corpus
     bench = load_beir(scifact)
     bench.records = bench.records[:docs]
     corpus = work / "corpus"
@@ -157,9 +173,9 @@ _QUERIES = r"""
 import json, sys, time
 import numpy as np
 args = json.loads(sys.argv[1])
-from qa.embedding import default_embedder
 from qa.retrieval import Searcher, SearchParams
-embedder = default_embedder()
+from qa.shards import _default_embedder
+embedder = _default_embedder()
 embedder.embed(["warm up"])
 params = SearchParams(rerank_depth=0)
 t = time.perf_counter()
@@ -187,16 +203,15 @@ print(json.dumps({"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.per
 
 def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | None) -> Path:
     """The index of ``passages`` passages and its 1-, 2- and 4-shard sets under ``work`` (kept between runs)."""
-    from qa.bench_index import _scifact_base, write_replicated_index
-    from qa.embedding import default_embedder
-    from qa.shards import split_index
+    from qa.shards import _default_embedder, split_index
 
+    scale = _scale()
     folder = work / f"index-{passages}"
     if not (folder / "manifest.json").is_file():
-        embedder = default_embedder()
-        base = _scifact_base(scifact, embedder, max_docs=max_docs, cache_dir=ROOT / ".cache" / "bench",
+        embedder = _default_embedder()
+        base = scale._scifact_base(scifact, embedder, max_docs=max_docs, cache_dir=ROOT / ".cache" / "bench",
                              show_progress=False)
-        written, seconds = write_replicated_index(folder, base, passages, embedder)
+        written, seconds = scale.write_replicated_index(folder, base, passages, embedder)
         logger.info("wrote %d passages in %.0f s", written, seconds)
     for n in (1, 2, 4):
         if not (work / f"shards-{n}" / "shards.json").is_file():
@@ -208,8 +223,7 @@ def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | N
 
 def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max_docs: int | None,
                   engines=("local", "ray")) -> list[dict]:
-    from qa.beir import load_beir
-
+    load_beir = _beir().load_beir
     folder = prepare_scale(scifact, passages=passages, work=work, max_docs=max_docs)
     bench = load_beir(scifact)
     claims = [bench.queries[q] for q in sorted(bench.queries)][:queries]

@@ -114,9 +114,7 @@ class _Embed:
     """Ray Data stage 2, an actor: the checked model loaded once, passages embedded batch by batch."""
 
     def __init__(self):
-        from qa.embedding import default_embedder
-
-        self.embedder = default_embedder()
+        self.embedder = _default_embedder()
 
     def __call__(self, batch: dict) -> dict:
         records = [json.loads(r) for r in batch["record"]]
@@ -137,6 +135,15 @@ class _Embed:
         backend = getattr(self.embedder, "backend", "torch")
         return {"doc_id": list(batch["doc_id"]), "record": out_records, "vectors": out_vectors,
                 "sentences": out_sentences, "backend": [backend] * len(records)}
+
+
+def _default_embedder():
+    """The process's embedder (``default_embedder`` lives in qa.embedding, or in qa.backends in later layouts)."""
+    try:
+        from qa.backends import default_embedder
+    except ImportError:
+        from qa.embedding import default_embedder
+    return default_embedder()
 
 
 # -- on the driver -------------------------------------------------------------------

@@ -659,11 +659,9 @@ class ShardedCollection:
 
     def __init__(self, folder: str | os.PathLike, *, engine: str = "local", address: str | None = None,
                  embedder=None, search_params: SearchParams | None = None, reranker=None):
-        from qa.embedding import default_embedder
-
         self.folder = Path(folder)
         self.engine, self.address = engine, address
-        self.embedder = embedder or default_embedder()
+        self.embedder = embedder or _default_embedder()
         self.search_params = search_params or SearchParams()
         if reranker is None and self.search_params.rerank_depth:
             from qa.reranker_backends import default_reranker
@@ -707,3 +705,12 @@ class ShardedCollection:
                             "index it was split from, then split it again with `python -m qa shard`")
 
     add_documents = delete_document = update = _read_only
+
+
+def _default_embedder():
+    """The process's embedder (``default_embedder`` lives in qa.embedding, or in qa.backends in later layouts)."""
+    try:
+        from qa.backends import default_embedder
+    except ImportError:
+        from qa.embedding import default_embedder
+    return default_embedder()

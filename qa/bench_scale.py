@@ -213,7 +213,18 @@ def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | N
                              show_progress=False)
         written, seconds = scale.write_replicated_index(folder, base, passages, embedder)
         logger.info("wrote %d passages in %.0f s", written, seconds)
-    for n in (1, 2, 4):
+    one = work / "shards-1"
+    if not (one / "shards.json").is_file():
+        # One shard is the index itself: a link to it instead of a 5 GB copy (split_index(folder, one, 1)
+        # writes the same files).
+        one.mkdir(parents=True, exist_ok=True)
+        if not (one / "shard-000").exists():
+            (one / "shard-000").symlink_to(folder.resolve(), target_is_directory=True)
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        counts = manifest["counts"]
+        (one / "shards.json").write_text(json.dumps({"format": 1, "source": str(folder.resolve()),
+                                                     "shards": ["shard-000"], "counts": [counts], **counts}))
+    for n in (2, 4):
         if not (work / f"shards-{n}" / "shards.json").is_file():
             t = time.perf_counter()
             split_index(folder, work / f"shards-{n}", n)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ray_cli = Path(sys.executable).with_name("ray")
     if argv[0] == "start" and "--disable-usage-stats" not in args:
         args.append("--disable-usage-stats")
-    if argv[0] == "start" and not any(a.startswith("--include-dashboard") for a in args):
+    if argv[0] == "start" and "--head" in args and not any(a.startswith("--include-dashboard") for a in args):
         args.append("--include-dashboard=false")
     os.execve(str(ray_cli), [str(ray_cli), *args], env)
     return 0  # not reached

@@ -31,7 +31,7 @@ import shutil
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +306,7 @@ class _Shard:
     name: str
     folder: str
 
-    def call(self, method: str, *args) -> _Call:
+    def call(self, method: str, *args, inline: bool = False) -> _Call:
         raise NotImplementedError
 
     def _wait(self, pending):
@@ -323,7 +323,14 @@ class _LocalShard(_Shard):
         except IndexFormatError as exc:
             raise ShardError(f"shard {name} ({folder}) cannot be read: {exc}") from exc
 
-    def call(self, method: str, *args) -> _Call:
+    def call(self, method: str, *args, inline: bool = False) -> _Call:
+        if inline:  # in the caller's thread: no hand-over to a pool thread (milliseconds on a busy machine)
+            done: Future = Future()
+            try:
+                done.set_result(getattr(self.core, method)(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+                done.set_exception(exc)
+            return _Call(self, done)
         return _Call(self, self.pool.submit(getattr(self.core, method), *args))
 
     def _wait(self, pending):
@@ -334,7 +341,7 @@ class _RayShard(_Shard):
     def __init__(self, name: str, folder: Path, actor, ray):
         self.name, self.folder, self.actor, self.ray = name, str(folder), actor, ray
 
-    def call(self, method: str, *args) -> _Call:
+    def call(self, method: str, *args, inline: bool = False) -> _Call:
         return _Call(self, getattr(self.actor, method).remote(*args))
 
     def _wait(self, pending):
@@ -493,9 +500,16 @@ class ShardedIndex:
 
     # -- search: every shard, merged ---------------------------------------------
 
+    def _each(self, method: str, args: list[tuple]) -> list[_Call]:
+        """``method`` on every shard at once: the first in this thread once the others are under way."""
+        calls: list[_Call | None] = [None] * len(self.shards)
+        for s in range(len(self.shards) - 1, -1, -1):
+            calls[s] = self.shards[s].call(method, *args[s], inline=s == 0)
+        return calls
+
     def dense_top(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        calls = [s.call("dense", qv, depth, a) for s, a in zip(self.shards, self._slices(allowed))]
+        calls = self._each("dense", [(qv, depth, a) for a in self._slices(allowed)])
         ids, scores = [], []
         for s, c in enumerate(calls):
             local, sc = c.result()
@@ -505,7 +519,7 @@ class ShardedIndex:
 
     def lexical_top(self, tokens: Sequence[str], depth: int, allowed: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-        calls = [s.call("lexical", list(tokens), depth, a) for s, a in zip(self.shards, self._slices(allowed))]
+        calls = self._each("lexical", [(list(tokens), depth, a) for a in self._slices(allowed)])
         ids, scores = [], []
         for s, c in enumerate(calls):
             local, sc = c.result()
@@ -531,7 +545,8 @@ class ShardedIndex:
         for i in missing:
             s, local = self._where(i)
             by_shard.setdefault(s, []).append(local)
-        calls = {s: self.shards[s].call("fetch", rows) for s, rows in by_shard.items()}
+        order = sorted(by_shard, reverse=True)
+        calls = {s: self.shards[s].call("fetch", by_shard[s], inline=s == order[-1]) for s in order}
         for s, call in calls.items():
             rows, docs = call.result()
             self._store(s, by_shard[s], rows, docs)

@@ -60,7 +60,9 @@ from qa.arguments import check_count, check_flag, check_list, check_text_list  #
 from qa.citations import copy_text, describe_filters, format_date, relevance_words  # noqa: E402
 from qa.export import export_conversation  # noqa: E402
 from qa.extract import SUFFIXES  # noqa: E402
+from qa.ray_engine import RayUnavailableError  # noqa: E402
 from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
+from qa.shards import ShardError  # noqa: E402
 
 logger = logging.getLogger("ui")
 
@@ -1125,6 +1127,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
                         help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--no-mcp", action="store_true", help="do not expose the MCP server")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="with --index a shard set (python -m qa shard): search its shards here (local) or "
+                             "as Ray actors (ray)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="with --engine ray: the Ray cluster to join (default: a local Ray)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
     return parser.parse_args(argv)
 
@@ -1144,9 +1151,10 @@ def main(argv: list[str] | None = None) -> int:
         _MODEL_LOADING.join()
     try:
         auth = auth_from_env()
-        collection = Collection(args.corpus, args.index).open()
+        collection = _open_collection(args)
         collection.ask("warm up the model")  # the first question should not pay for it
-    except (ValueError, FileNotFoundError, ModelError, IndexFormatError, IndexBusyError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ModelError, IndexFormatError, IndexBusyError, ImportError, ShardError,
+            RayUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if auth and not args.no_mcp and mcp_available():
@@ -1160,6 +1168,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stop as gracefully on `kill` as on Ctrl-C
     demo.block_thread()  # until interrupted; it then closes the server
     return 0
+
+
+def _open_collection(args):
+    """The corpus and its index, or a shard set (read-only) searched here or on Ray actors."""
+    from qa.shards import ShardedCollection, is_shard_set
+
+    if is_shard_set(args.index):
+        return ShardedCollection(args.index, engine=args.engine, address=args.ray_address).open()
+    if args.engine != "local":
+        raise ValueError(f"--engine {args.engine} serves a shard set; {args.index} is an index: "
+                         f"split it with `python -m qa shard --index {args.index} --shards N`")
+    return Collection(args.corpus, args.index).open()
 
 
 def _interrupt(signum, frame):

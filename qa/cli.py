@@ -16,7 +16,9 @@ from qa.corpus import DocumentError
 from qa.embedding import ModelError
 from qa.extract import SUFFIXES
 from qa.index import IndexBusyError, IndexFormatError, IndexParams
+from qa.ray_engine import RayUnavailableError
 from qa.retrieval import SearchParams
+from qa.shards import ShardError, ShardedCollection, is_shard_set, split_index
 
 DEFAULT_CORPUS = "seeds"
 DEFAULT_INDEX = "index"
@@ -49,11 +51,16 @@ def _stdin_lines():
 
 def _collection(args, *, corpus: str | None = None) -> Collection:
     index_dir = Path(args.index)
+    if is_shard_set(index_dir):  # a shard set: searched whole, here or on Ray actors
+        return ShardedCollection(index_dir, engine=getattr(args, "engine", "local"),
+                                 address=getattr(args, "ray_address", None))
     corpus_dir = corpus
     if corpus_dir is None:
         # An existing index knows its corpus; otherwise the default corpus.
         try:
             manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+            if "shard" in manifest:  # updated alone, a shard would take in the whole corpus
+                raise UserError(f"{index_dir} is one shard of a shard set: ask the set (its parent folder)")
             corpus_dir = str((index_dir.resolve().parent / manifest["corpus"]))
         except (OSError, ValueError, KeyError):
             if not index_dir.exists():
@@ -73,8 +80,13 @@ def cmd_index(args) -> int:
         if held:
             raise UserError(f"{args.corpus} holds no documents ({', '.join(SUFFIXES)}); the index at {args.index} still holds "
                             f"{held} and is left as it is (pass --allow-empty to empty it)")
-    col = Collection(args.corpus, args.index, show_progress=not args.quiet)
-    report = col.update()
+    if args.engine == "ray":
+        from qa.distributed import ray_update_index
+
+        report = ray_update_index(args.corpus, args.index, address=args.ray_address, workers=args.workers,
+                                  show_progress=not args.quiet)[1]
+    else:
+        report = Collection(args.corpus, args.index, show_progress=not args.quiet).update()
     if report.documents == 0:
         print(f"warning: {args.corpus} holds no documents ({', '.join(SUFFIXES)}); the index is empty", file=sys.stderr)
     if args.json:
@@ -91,6 +103,17 @@ def cmd_index(args) -> int:
         print(f"  rebuilt whole: {report.rebuilt}")
     if report.unchanged and not report.skipped:
         print("  up to date: nothing to do")
+    return 0
+
+
+def cmd_shard(args) -> int:
+    out = Path(args.out) if args.out else Path(args.index).with_name(f"{Path(args.index).name}-shards")
+    folders = split_index(args.index, out, args.shards)
+    info = json.loads((out / "shards.json").read_text(encoding="utf-8"))
+    print(f"{args.index} split into {len(folders)} shards at {out}: "
+          f"{info['documents']} documents, {info['passages']} passages")
+    for name, counts in zip(info["shards"], info["counts"]):
+        print(f"  {name}: {counts['documents']} documents, {counts['passages']} passages")
     return 0
 
 
@@ -267,6 +290,13 @@ def cmd_bench_relevance(args) -> int:
     return 0
 
 
+def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help=f"local (this process) or ray: {what} on Ray (default: local)")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="with --engine ray: join this Ray cluster (default: start a local Ray)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m qa", description="Answer questions with verbatim, cited quotes.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
@@ -279,7 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-empty", action="store_true", help="let an empty corpus folder empty an existing index")
     p.add_argument("--json", action="store_true", help="print what changed, and where the time went, as JSON")
+    _engine_options(p, "read, chunk and embed")
+    p.add_argument("--workers", type=int, default=None, help="with --engine ray: embedder actors (default: one a CPU)")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("shard", help="split an index into shards by document, balanced by passages")
+    p.add_argument("--index", default=DEFAULT_INDEX, help="the index to split (default: index)")
+    p.add_argument("--shards", type=int, required=True, help="how many shards")
+    p.add_argument("--out", default=None, help="the shard set's folder (default: INDEX-shards beside the index)")
+    p.set_defaults(func=cmd_shard)
 
     p = sub.add_parser("ask", help="ask a question; '-' reads one question per line from stdin")
     p.add_argument("question", help="the question, or - for questions on stdin (JSON lines out)")
@@ -291,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="YYYY-MM-DD", help="search only documents dated on or after this day")
     p.add_argument("--until", metavar="YYYY-MM-DD", help="search only documents dated on or before this day")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _engine_options(p, "search the shards of a shard set")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("document", help="print a document's indexed text and source details")
@@ -360,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="qa index against a plain torch encode, and where the time goes "
                             "(python -m qa bench-build --help)")
     p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench.build
+    p = sub.add_parser("bench-scale", add_help=False,
+                       help="Ray builds and sharded search (python -m qa bench-scale build|query --help)")
+    p.add_argument("options", nargs=argparse.REMAINDER)  # main() hands them to qa.bench.distributed
     return parser
 
 
@@ -373,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         from qa.bench import build
 
         return build.main(argv[1:])
+    if argv[:1] == ["bench-scale"]:  # Ray builds and sharded search: qa.bench.distributed's options
+        from qa.bench import distributed
+
+        return distributed.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -385,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             check_count(args.k, "-k", low=1)
         return args.func(args)
     except (UserError, ValueError, OSError, KeyError, DocumentError, ModelError, IndexFormatError,
-            IndexBusyError, ImportError) as exc:
+            IndexBusyError, ImportError, ShardError, RayUnavailableError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {_shown(str(msg))}".replace("\n", " "), file=sys.stderr)
         return 2

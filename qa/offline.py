@@ -8,6 +8,11 @@ entry point (``ui.py``, ``python -m qa``, the Python API) depends on the user's 
   module blocked, OpenVINO falls back to its own no-op stub (``openvino.tools.ovc.telemetry_stub``).
 - Gradio (analytics, version check), huggingface_hub and transformers (telemetry, hub
   downloads): their own switches, set whatever the environment said.
+- Ray (``qa.ray_engine``, ``qa.shards``): usage statistics off (``RAY_USAGE_STATS_ENABLED=0``),
+  and its report address pointed at a closed loopback port, since a cluster started with
+  ``ray start`` still sends a "usage disabled" report there. Ray's own processes also ask the
+  cloud metadata address (169.254.169.254) which cloud they run on, usage statistics or
+  not; ``qa/ray_site/sitecustomize.py`` stops that in each of them (``qa.ray_engine``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "DO_NOT_TRACK": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+    # port 9 (discard) on loopback: nothing listens, so even a report Ray sends anyway stays here
+    "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
 }
 # Modules whose only job is to send usage data; importing one fails with ImportError.
 BLOCKED_MODULES = ("openvino_telemetry",)

@@ -26,6 +26,7 @@ from qa.retrieval import Searcher
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SEED_QUESTIONS = ROOT.parent / "shared" / "eval" / "seed_questions.jsonl"
+SCIFACT = ROOT.parent / "shared" / "bench" / "scifact" / "corpus.jsonl"
 
 # A few seed questions kept here so that retrieval is tested even where
 # ../shared/eval is absent (a clean clone in CI).
@@ -215,3 +216,29 @@ def reranker():
 @pytest.fixture(scope="session")
 def reranking_searcher(seed_index, embedder, reranker):
     return Searcher(seed_index, embedder, reranker=reranker)
+
+
+def write_small_corpus(folder: Path, abstracts: int = 40) -> Path:
+    """The seed reports and, where ../shared is beside the repository, the first SciFact abstracts."""
+    shutil.copytree(SEEDS, folder)
+    if SCIFACT.is_file():
+        with open(SCIFACT, encoding="utf-8") as f:
+            for n, line in zip(range(abstracts), f):
+                record = json.loads(line)
+                text = f"{record.get('title', '').strip()}\n\n{record['text']}\n"
+                (folder / f"scifact_{n:03d}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory, embedder):
+    """(corpus, index) of the seeds plus 40 SciFact abstracts, built locally once. Read only."""
+    root = tmp_path_factory.mktemp("small_build")
+    corpus = write_small_corpus(root / "corpus")
+    update_index(corpus, root / "index", embedder=embedder, show_progress=False)
+    return corpus, root / "index"
+
+
+@pytest.fixture(scope="session")
+def small_index(small_build):
+    return Index.load(small_build[1])

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -34,12 +33,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from qa.chunking import Chunker, Passage, count_tiktokens
-from qa.corpus import Document, DocumentError, corpus_files, decode_document, read_file
+from qa.corpus import Document, DocumentError, decode_document, read_file
 from qa.embedding import WordPieces, bundled_model_path, check_model_files
 from qa.extract import Source, extractor_name
 from qa.index import (
-    Index, IndexParams, Layout, UpdateReport, _diff, _lexical_text, _open_for_update, _Piece, _Restricted,
-    _stat_entry, _Writer, embedding_input, write_lock,
+    Index, IndexParams, Layout, UpdateReport, _lexical_text, _Piece, _stat_entry, _Writer, embedding_input,
+    update_index,
 )
 from qa.lexical import Postings, tokenize
 
@@ -261,41 +260,20 @@ def ray_update_index(
     """
     from qa.ray_engine import start_ray
 
-    t0 = time.perf_counter()
     params = params or IndexParams()
     layout = layout or Layout()
     index_dir = Path(index_dir)
     model = model or ModelInfo()
-    if only is None:
-        files = corpus_files(corpus_dir)  # raises before anything is touched
-    elif not Path(corpus_dir).is_dir():
-        raise FileNotFoundError(f"corpus folder not found: {corpus_dir}")
-    else:
-        files = {d: Path(corpus_dir) / d for d in sorted(set(only))
-                 if (Path(corpus_dir) / d).is_file() and not (Path(corpus_dir) / d).is_symlink()}
-    report = UpdateReport()
-    with write_lock(index_dir):
-        index = _open_for_update(index_dir, model, params, corpus_dir, report)
+
+    def make_writer(index: Index, diff, report: UpdateReport) -> "_RayWriter":
         model.backend = model.backend or index.manifest["model"].get("backend")
-        if only is not None:
-            wanted = set(only)
-            known = {d for d in wanted if d in index.entries or d in index.manifest.get("skipped", {})}
-            diff = _diff(_Restricted(index, wanted), files)
-            diff.removed = sorted(d for d in known if d not in files)
-        else:
-            diff = _diff(index, files)
-        report.added, report.changed, report.removed = diff.added, diff.changed, diff.removed
-        if report.unchanged and not diff.touched:
-            report.documents, report.passages = len(index.documents), len(index)
-            report.seconds = time.perf_counter() - t0
-            return index, report
-        ray = start_ray(address) if diff.added or diff.changed else None
-        if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1) // 1)) if ray is not None else 1
-        writer = _RayWriter(index_dir, index, embedder=model, params=params, layout=layout, report=report,
-                            ray=ray, workers=workers)
-        index = writer.apply(files, diff, show_progress=show_progress, on_progress=on_progress)
-    report.documents, report.passages, report.segments = len(index.documents), len(index), len(index.segments)
-    report.seconds = time.perf_counter() - t0
-    return index, report
+        ray = start_ray(address) if diff.added or diff.changed else None  # removals need no workers
+        actors = workers
+        if actors is None:
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1) // 1)) if ray is not None else 1
+        return _RayWriter(index_dir, index, embedder=model, params=params, layout=layout, report=report,
+                          ray=ray, workers=actors)
+
+    return update_index(corpus_dir, index_dir, embedder=model, params=params, layout=layout, only=only,
+                        show_progress=show_progress, on_progress=on_progress, make_writer=make_writer)
 

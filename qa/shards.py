@@ -41,7 +41,8 @@ from qa.chunking import Passage
 from qa.corpus import Document, DocumentError
 from qa.extract import Source
 from qa.index import (
-    MANIFEST, SEGMENTS, Index, IndexFormatError, Layout, _best, _commit, _fsync_dir, _Piece, _write_segment,
+    MANIFEST, SEGMENTS, Index, IndexFormatError, Layout, PassageList, _best, _commit, _fsync_dir, _Piece,
+    _write_segment,
 )
 from qa.lexical import B, BM25, K1
 from qa.retrieval import MAX_DOC_ID_CHARS, Filters, Searcher, SearchParams
@@ -415,23 +416,6 @@ def open_shards(folder: str | os.PathLike, *, engine: str = "local", address: st
 # -- all shards as one index ------------------------------------------------------------------
 
 
-class _Passages(Sequence):
-    def __init__(self, owner: "ShardedIndex"):
-        self._owner = owner
-
-    def __len__(self) -> int:
-        return len(self._owner)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._owner._entry(int(i))[0]
-
-
 class _Documents(Mapping):
     """The documents of all shards, fetched from their shard when first read (then cached)."""
 
@@ -479,7 +463,7 @@ class ShardedIndex:
         for c in [s.call("use_statistics", live, self.avg_length, {t: df[t] for t in st["df"]})
                   for s, st in zip(shards, stats)]:
             c.result()
-        self.passages = _Passages(self)
+        self.passages = PassageList(self, lambda i: self._entry(int(i))[0])
         self.documents = _Documents(self)
         self._entries: OrderedDict[int, tuple] = OrderedDict()
         self._docs: OrderedDict[str, Document] = OrderedDict()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from qa.chunking import Passage
 from qa.corpus import Document
 from qa.index.manifest import _REBUILD, SEGMENTS, IndexFormatError, _read_manifest
 from qa.index.params import IndexParams
@@ -16,13 +17,18 @@ from qa.lexical import BM25
 
 
 class PassageList(Sequence):
-    """The live passages of an index, in order, as Passage objects made on access."""
+    """The live passages of an index (or of a shard set), in order, as Passage objects made on access.
 
-    def __init__(self, index: "Index"):
-        self._index = index
+    Args:
+        owner: what holds them (its ``len`` is the number of passages).
+        passage_at: the Passage at a position, 0 <= i < len(owner).
+    """
+
+    def __init__(self, owner, passage_at: Callable[[int], Passage]):
+        self._owner, self._passage_at = owner, passage_at
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._owner)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -31,8 +37,7 @@ class PassageList(Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        seg, row = self._index.locate(i)
-        return seg.passage(row)
+        return self._passage_at(i)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, (PassageList, list)):
@@ -88,7 +93,7 @@ class Index:
         self.raw_to_live[self.live_to_raw] = np.arange(len(self.live_to_raw))
         self._all_live = len(self.live_to_raw) == raw
         self.bm25 = BM25([s.postings for s in segments], dead_masks)
-        self.passages = PassageList(self)
+        self.passages = PassageList(self, self._passage)
 
     @property
     def params(self) -> IndexParams:
@@ -96,6 +101,10 @@ class Index:
 
     def __len__(self) -> int:
         return len(self.live_to_raw)
+
+    def _passage(self, i: int) -> Passage:
+        seg, row = self.locate(i)
+        return seg.passage(row)
 
     def locate(self, i: int) -> tuple[Segment, int]:
         """The segment and row of live passage ``i``."""

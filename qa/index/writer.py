@@ -83,6 +83,7 @@ def update_index(
     current: Index | None = None,
     show_progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    make_writer: Callable[[Index, "_Diff", UpdateReport], "_Writer"] | None = None,
 ) -> tuple[Index, UpdateReport]:
     """Build the index of a corpus, or bring an existing one up to date.
 
@@ -98,6 +99,9 @@ def update_index(
             it again when it is still what is on disk (a big index takes seconds
             to load, an added document milliseconds to index).
         on_progress: called with (bytes of text indexed, bytes to index) as it goes.
+        make_writer: builds the writer once there is work, from the opened index, what
+            changed and the report (default: ``_Writer``, in this process;
+            ``qa.distributed`` passes one that reads, chunks and embeds on Ray).
 
     Returns:
         (the new Index, an UpdateReport of what changed).
@@ -132,7 +136,10 @@ def update_index(
             report.documents, report.passages = len(index.documents), len(index)
             report.seconds = time.perf_counter() - t0
             return index, report
-        writer = _Writer(index_dir, index, embedder=embedder, params=params, layout=layout, report=report)
+        if make_writer is None:
+            writer = _Writer(index_dir, index, embedder=embedder, params=params, layout=layout, report=report)
+        else:
+            writer = make_writer(index, diff, report)
         index = writer.apply(files, diff, show_progress=show_progress, on_progress=on_progress)
     report.documents, report.passages, report.segments = len(index.documents), len(index), len(index.segments)
     report.seconds = time.perf_counter() - t0

@@ -32,12 +32,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its errors in the CLI's one form: one line, ``error: ...``, exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {_shown(message)} (see {self.prog} --help)\n")
+
+
+# Every character str.splitlines() breaks at: an error must stay one line, whatever was typed.
+_LINE_BREAKS = "[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]"
 
 
 def _shown(text: str) -> str:
-    """Text as it can be printed: an undecodable byte (a lone surrogate) becomes U+FFFD."""
-    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+    """Text as it can be printed on one line: an undecodable byte (a lone surrogate) becomes
+    U+FFFD, a line break a space."""
+    return re.sub(_LINE_BREAKS, " ", re.sub("[\ud800-\udfff]", "\ufffd", text))
 
 
 def _stdin_lines():
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, OSError, KeyError, DocumentError, ModelError, IndexFormatError,
             IndexBusyError, ImportError, ShardError, RayUnavailableError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {_shown(str(msg))}".replace("\n", " "), file=sys.stderr)
+        print(f"error: {_shown(str(msg))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the index is unchanged", file=sys.stderr)

@@ -7,7 +7,10 @@ Everything qa runs on Ray goes through ``start_ray``:
   processes stops its cloud-metadata probes (see ``qa/ray_site/sitecustomize.py``), the
   repository next so that workers import ``qa``; and, for a local Ray, every address on
   loopback (Ray otherwise finds "its" address by a UDP connect towards 8.8.8.8);
-- no dashboard, and workers' output kept in Ray's log files instead of the driver's terminal.
+- no dashboard, and workers' output kept in Ray's log files instead of the driver's terminal;
+- for a cluster, token authentication on whenever a token is at hand: ``ray start
+  --head`` turns it on by itself when ``~/.ray/auth_token`` exists, but a joining
+  ``ray start --address`` does not, and is then refused by the head.
 
 ``python -m qa.ray_engine start ...`` runs ``ray start`` in that same environment: how
 the nodes of a cluster are started (README, "Running across machines").
@@ -46,10 +49,20 @@ def ray_environment(*, local: bool, base: dict | None = None) -> dict:
         env.update(_LOCAL_ONLY)
     else:
         env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        if "RAY_AUTH_MODE" not in env and _has_auth_token(env):
+            env["RAY_AUTH_MODE"] = "token"
     paths = [str(RAY_SITE), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                           if p and p not in (str(RAY_SITE), str(ROOT))]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def _has_auth_token(env: dict) -> bool:
+    """Whether Ray would find a cluster token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    if env.get("RAY_AUTH_TOKEN"):
+        return True
+    path = env.get("RAY_AUTH_TOKEN_PATH") or str(Path(env.get("HOME") or Path.home()) / ".ray" / "auth_token")
+    return Path(path).is_file()
 
 
 def _import_ray(local: bool):

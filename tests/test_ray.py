@@ -239,3 +239,19 @@ def _mapped_loopback(address: str) -> bool:
     except ValueError:
         return False
     return mapped is not None and mapped.is_loopback
+
+
+def test_a_joining_node_uses_the_token_the_head_will_ask_for(tmp_path):
+    # `ray start --head` turns token authentication on when ~/.ray/auth_token exists; a
+    # joining `ray start --address` does not, and the head then refuses it.
+    from qa.ray_engine import ray_environment
+
+    home = tmp_path / "home"
+    base = {"HOME": str(home), "PATH": os.environ.get("PATH", "")}
+    assert "RAY_AUTH_MODE" not in ray_environment(local=False, base=base)
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("x" * 64)
+    assert ray_environment(local=False, base=base)["RAY_AUTH_MODE"] == "token"
+    assert ray_environment(local=False, base={**base, "RAY_AUTH_MODE": "disabled"})["RAY_AUTH_MODE"] == "disabled"
+    assert ray_environment(local=False, base={"HOME": str(tmp_path), "RAY_AUTH_TOKEN": "t"})["RAY_AUTH_MODE"] == "token"
+    assert "RAY_AUTH_MODE" not in ray_environment(local=True, base=base)

@@ -110,8 +110,11 @@ def compare_indexes(a: Path, b: Path) -> dict:
 
 
 def _ray_cli(*args: str, env: dict) -> None:
-    subprocess.run([sys.executable, "-m", "qa.ray_engine", *args], env=env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "qa.ray_engine", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"`ray {' '.join(args)}` exited with status {done.returncode}:\n{tail}")
 
 
 def bench_builds(scifact: Path, *, docs: int, work: Path) -> list[dict]:

@@ -176,16 +176,20 @@ from qa.retrieval import Searcher, SearchParams
 from qa.shards import _default_embedder
 embedder = _default_embedder()
 embedder.embed(["warm up"])
-params = SearchParams(rerank_depth=0)
+reranker = None
+if args["rerank"]:
+    from qa.reranker_backends import load_reranker
+    reranker = load_reranker("auto")
+params = SearchParams() if reranker else SearchParams(rerank_depth=0)
 t = time.perf_counter()
 if args["shards"] is None:
     from qa.index import Index
-    searcher = Searcher(Index.load(args["folder"]), embedder, params)
+    searcher = Searcher(Index.load(args["folder"]), embedder, params, reranker=reranker)
     memory = []
 else:
     from qa.shards import ShardedSearcher, open_shards
     index = open_shards(args["folder"], engine=args["engine"])
-    searcher = ShardedSearcher(index, embedder, params)
+    searcher = ShardedSearcher(index, embedder, params, reranker=reranker)
     memory = index.shard_memory_mb() if args["engine"] == "ray" else []
 load_s = time.perf_counter() - t
 queries = args["queries"]
@@ -232,7 +236,12 @@ def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | N
 
 
 def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max_docs: int | None,
-                  engines=("local", "ray")) -> list[dict]:
+                  engines=("local", "ray"), rerank: bool = False) -> list[dict]:
+    """Answer latency at ``passages`` passages: one index, then 1, 2 and 4 shards per engine.
+
+    ``rerank``: also each row with the relevance model reading the top candidates (the
+    app's default), after the row without it.
+    """
     load_beir = _beir().load_beir
     folder = prepare_scale(scifact, passages=passages, work=work, max_docs=max_docs)
     bench = load_beir(scifact)
@@ -242,10 +251,12 @@ def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max
     plan += [(f"{n} shard{'s' * (n > 1)}, {engine}", work / f"shards-{n}", n, engine)
              for engine in engines for n in (1, 2, 4)]
     for name, path, shards, engine in plan:
-        m = _run(_QUERIES, {"folder": str(path), "shards": shards, "engine": engine, "queries": claims})
-        m.update(name=name, passages=passages, load=load_average())
-        rows.append(m)
-        logger.info("%s: %s", name, m)
+        for reranked in (False, True) if rerank else (False,):
+            m = _run(_QUERIES, {"folder": str(path), "shards": shards, "engine": engine, "queries": claims,
+                                "rerank": reranked})
+            m.update(name=name + (", reranked" if reranked else ""), passages=passages, load=load_average())
+            rows.append(m)
+            logger.info("%s: %s", m["name"], m)
     return rows
 
 
@@ -266,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--max-docs", type=int, default=2000, help="SciFact abstracts embedded, then copied")
     q.add_argument("--work", type=Path, default=ROOT / ".cache" / "bench-scale")
     q.add_argument("--engines", nargs="+", default=["local", "ray"])
+    q.add_argument("--rerank", action="store_true", help="also each row with the relevance model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.what == "build":
@@ -275,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args.work.mkdir(parents=True, exist_ok=True)
         rows = bench_queries(args.scifact, passages=args.passages, work=args.work, queries=args.queries,
-                             max_docs=args.max_docs, engines=tuple(args.engines))
+                             max_docs=args.max_docs, engines=tuple(args.engines), rerank=args.rerank)
     print(json.dumps(rows, indent=1))
     return 0
 

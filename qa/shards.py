@@ -524,7 +524,8 @@ class ShardedIndex:
     def prefetch(self, ids) -> None:
         """Fetch passages ``ids`` (and their documents) that are not cached: one call per shard, all at once."""
         with self._lock:
-            missing = sorted({int(i) for i in ids} - self._entries.keys())
+            # membership tests, not `set - keys()`: that walks the whole cache on every call
+            missing = sorted(i for i in {int(i) for i in ids} if i not in self._entries)
         by_shard: dict[int, list[int]] = {}
         for i in missing:
             s, local = self._where(i)

@@ -345,6 +345,31 @@ def calibrate(scorer, searcher, questions: Sequence[SquadQuestion], settings: Tr
 
 # -- the whole recipe --------------------------------------------------------------
 
+# What a work folder's candidates and checkpoint were made with: resuming with other values
+# would mix two recipes in one model (calibration settings may change: it is redone each run).
+TRAINING_FIELDS = ("layers", "groups", "group_size", "hole_share", "candidate_depth", "batch_groups",
+                   "learning_rate", "head_learning_rate", "warmup", "seed")
+
+
+def check_resumable(work: Path, settings: TrainSettings) -> None:
+    """Refuse to go on from a checkpoint in ``work`` that other training settings made.
+
+    Raises:
+        ValueError: naming the settings that differ.
+    """
+    recorded = work / "settings.json"
+    if not (work / "checkpoint.pt").is_file() or not recorded.is_file():
+        return
+    try:
+        before = json.loads(recorded.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        before = {}
+    now = asdict(settings)
+    differs = [f"{k} {before.get(k)!r} there, {now[k]!r} asked" for k in TRAINING_FIELDS if before.get(k) != now[k]]
+    if differs:
+        raise ValueError(f"{work} holds a training run with other settings ({'; '.join(differs)}): "
+                         "rerun with those settings to resume it, or give another --work")
+
 
 def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None = None,
                    settings: TrainSettings | None = None, show_progress: bool = True) -> dict:
@@ -365,6 +390,7 @@ def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None
     settings = settings or TrainSettings()
     work = Path(work) if work else Path(__file__).resolve().parent.parent / ".cache" / "train-reranker"
     work.mkdir(parents=True, exist_ok=True)
+    check_resumable(work, settings)
     (work / "settings.json").write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
     seconds: dict[str, float] = {}
     split = split_articles(load_squad(data))

@@ -99,3 +99,27 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_the_same(small, tmp_
     assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == steps
     a, b = whole.state_dict(), resumed.state_dict()
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+
+
+def test_a_work_folder_is_not_resumed_with_other_training_settings(tmp_path):
+    import json
+    from dataclasses import asdict, replace
+
+    from qa.train_reranker import check_resumable
+
+    settings = TrainSettings()
+    (tmp_path / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
+    check_resumable(tmp_path, replace(settings, hole_share=0.3))  # no checkpoint yet: nothing to mix
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    check_resumable(tmp_path, settings)
+    check_resumable(tmp_path, replace(settings, false_abstention=0.05))  # calibration is redone each run
+    with pytest.raises(ValueError, match=r"hole_share 0.15 there, 0.3 asked"):
+        check_resumable(tmp_path, replace(settings, hole_share=0.3))
+
+
+def test_train_reranker_refuses_a_hole_share_outside_0_to_1(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["train-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
+                 "--hole-share", "1.5"]) != 0
+    assert "--hole-share must lie in [0, 1)" in capsys.readouterr().err

@@ -352,13 +352,14 @@ TRAINING_FIELDS = ("layers", "groups", "group_size", "hole_share", "candidate_de
 
 
 def check_resumable(work: Path, settings: TrainSettings) -> None:
-    """Refuse to go on from a checkpoint in ``work`` that other training settings made.
+    """Refuse to go on from candidates or a checkpoint in ``work`` that other training settings made.
 
     Raises:
         ValueError: naming the settings that differ.
     """
     recorded = work / "settings.json"
-    if not (work / "checkpoint.pt").is_file() or not recorded.is_file():
+    made = (work / "checkpoint.pt").is_file() or any(work.glob("groups-*.jsonl"))
+    if not made or not recorded.is_file():
         return
     try:
         before = json.loads(recorded.read_text(encoding="utf-8"))

@@ -109,7 +109,10 @@ def test_a_work_folder_is_not_resumed_with_other_training_settings(tmp_path):
 
     settings = TrainSettings()
     (tmp_path / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
-    check_resumable(tmp_path, replace(settings, hole_share=0.3))  # no checkpoint yet: nothing to mix
+    check_resumable(tmp_path, replace(settings, hole_share=0.3))  # nothing made yet: nothing to mix
+    (tmp_path / "groups-0-8000-8.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"hole_share 0.15 there, 0.3 asked"):
+        check_resumable(tmp_path, replace(settings, hole_share=0.3))  # candidates of another recipe
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     check_resumable(tmp_path, settings)
     check_resumable(tmp_path, replace(settings, false_abstention=0.05))  # calibration is redone each run

@@ -257,8 +257,8 @@ def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max
              for engine in engines for n in (1, 2, 4)]
     for name, path, shards, engine in plan:
         for reranked in (False, True) if rerank else (False,):
-            m = _run(_QUERIES, {"folder": str(path), "shards": shards, "engine": engine, "queries": claims, "warm_up": warm_up,
-                                "rerank": reranked})
+            m = _run(_QUERIES, {"folder": str(path), "shards": shards, "engine": engine, "queries": claims,
+                                "warm_up": warm_up, "rerank": reranked})
             m.update(name=name + (", reranked" if reranked else ""), passages=passages, load=load_average())
             rows.append(m)
             logger.info("%s: %s", m["name"], m)

@@ -21,7 +21,6 @@ every node (a shared file system). The index folder is written by the driver onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,15 +31,13 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from qa.backends import default_embedder
 from qa.chunking import Chunker, Passage, count_tiktokens
-from qa.corpus import Document, DocumentError, decode_document, read_file
+from qa.corpus import Document
 from qa.embedding import WordPieces, bundled_model_path, check_model_files
-from qa.extract import Source, extractor_name
-from qa.index import (
-    Index, IndexParams, Layout, UpdateReport, _lexical_text, _Piece, _stat_entry, _Writer, embedding_input,
-    update_index,
-)
-from qa.lexical import Postings, tokenize
+from qa.extract import Source
+from qa.index import Index, IndexParams, Layout, UpdateReport, _Piece, _Writer, read_and_chunk, update_index
+from qa.lexical import Postings
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +84,18 @@ def _read_documents(batch: dict, *, params: dict) -> dict:
     chunker, pieces, index_params = _chunker(params["max_tokens"], params["overlap_tokens"], params["title_prefix"])
     records = []
     for doc_id, path in zip(batch["doc_id"], batch["path"]):
-        doc_id, path = str(doc_id), Path(str(path))
-        st = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
-        try:
-            data = read_file(doc_id, path)  # never through a symbolic link
-            st["file_sha256"] = hashlib.sha256(data).hexdigest()
-            doc = decode_document(doc_id, data)
-        except DocumentError as exc:
-            records.append(json.dumps({"entry": st, "skipped": str(exc)}, ensure_ascii=False))
+        read = read_and_chunk(str(doc_id), Path(str(path)), chunker, index_params, pieces)
+        if read.error is not None:
+            records.append(json.dumps({"entry": read.entry, "skipped": read.error}, ensure_ascii=False))
             continue
-        passages = chunker.chunk(doc)
-        inputs = [embedding_input(doc, p, index_params, pieces) for p in passages]
+        doc = read.doc
         records.append(json.dumps({
-            "entry": st,
+            "entry": read.entry,
             "document": {"title": doc.title, "text": doc.text, "source": doc.source.to_dict(),
                          "pages": list(doc.pages) if doc.pages is not None else None},
-            "passages": [[p.start, p.end, [list(s) for s in p.sentences]] for p in passages],
-            "inputs": [[text, [list(s) for s in spans]] for text, spans in inputs],
-            "tokens": [tokenize(_lexical_text(doc, p, index_params)) for p in passages],
+            "passages": [[p.start, p.end, [list(s) for s in p.sentences]] for p in read.passages],
+            "inputs": [[text, [list(s) for s in spans]] for text, spans in read.inputs],
+            "tokens": read.tokens,
         }, ensure_ascii=False))
     return {"doc_id": [str(d) for d in batch["doc_id"]], "record": records}
 
@@ -113,7 +104,7 @@ class _Embed:
     """Ray Data stage 2, an actor: the checked model loaded once, passages embedded batch by batch."""
 
     def __init__(self):
-        self.embedder = _default_embedder()
+        self.embedder = default_embedder()
 
     def __call__(self, batch: dict) -> dict:
         records = [json.loads(r) for r in batch["record"]]
@@ -134,13 +125,6 @@ class _Embed:
         backend = getattr(self.embedder, "backend", "torch")
         return {"doc_id": list(batch["doc_id"]), "record": out_records, "vectors": out_vectors,
                 "sentences": out_sentences, "backend": [backend] * len(records)}
-
-
-def _default_embedder():
-    """The process's embedder (``qa.backends.default_embedder``), imported when first needed."""
-    from qa.backends import default_embedder
-
-    return default_embedder()
 
 
 # -- on the driver -------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.arguments import ArgumentError, check_text
-from qa.chunking import Passage
+from qa.backends import default_embedder
 from qa.corpus import Document, DocumentError
 from qa.extract import Source
 from qa.index import (
@@ -664,7 +664,7 @@ class ShardedCollection:
                  embedder=None, search_params: SearchParams | None = None, reranker=None):
         self.folder = Path(folder)
         self.engine, self.address = engine, address
-        self.embedder = embedder or _default_embedder()
+        self.embedder = embedder or default_embedder()
         self.search_params = search_params or SearchParams()
         if reranker is None and self.search_params.rerank_depth:
             from qa.reranker_backends import default_reranker
@@ -708,10 +708,3 @@ class ShardedCollection:
                             "index it was split from, then split it again with `python -m qa shard`")
 
     add_documents = delete_document = update = _read_only
-
-
-def _default_embedder():
-    """The process's embedder (``qa.backends.default_embedder``), imported when first needed."""
-    from qa.backends import default_embedder
-
-    return default_embedder()

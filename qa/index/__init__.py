@@ -39,7 +39,8 @@ from qa.index.params import TITLE_WORDPIECES, IndexParams, Layout, _lexical_text
 from qa.index.reader import Index, PassageList, _best
 from qa.index.segment import _COPY_ROWS, Segment, _copy_rows, _Piece, _ranges, _write_segment
 from qa.index.writer import (
-    UpdateReport, _deleted_rows, _in_doc_order, _open_for_update, _progress_bar, _tier, _Writer, update_index,
+    UpdateReport, _deleted_rows, _in_doc_order, _open_for_update, _progress_bar, _tier, _Writer, read_and_chunk,
+    update_index,
 )
 
 __all__ = [
@@ -56,5 +57,5 @@ __all__ = [
     # changes
     "corpus_changes",
     # writer
-    "UpdateReport", "update_index",
+    "UpdateReport", "read_and_chunk", "update_index",
 ]

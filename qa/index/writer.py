@@ -24,7 +24,7 @@ import numpy as np
 
 from qa.chunking import Chunker, Passage, count_tiktokens
 from qa.corpus import Document, DocumentError, corpus_files, decode_document, read_file
-from qa.embedding import Embedder
+from qa.embedding import Embedder, WordPieces
 from qa.extract import extractor_name, extractors
 from qa.index.changes import _diff, _Diff, _Restricted, _stat_entry
 from qa.index.manifest import (
@@ -277,24 +277,8 @@ class _Writer:
         self.timings["waiting"] += reader.waited
 
     def _prepare(self, doc_id: str, path: Path) -> "_Read":
-        """One file read, extracted, chunked, and its passages' model inputs and BM25 tokens made
-        (in the reading thread)."""
-        t0 = time.perf_counter()
-        entry = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
-        try:
-            data = read_file(doc_id, path)  # never through a symbolic link
-            entry["file_sha256"] = hashlib.sha256(data).hexdigest()
-            doc = decode_document(doc_id, data)
-        except DocumentError as exc:
-            return _Read(doc_id, entry, error=str(exc))
-        finally:
-            t1 = time.perf_counter()
-            self.timings["reading"] += t1 - t0
-        passages = self.chunker.chunk(doc)
-        inputs = [embedding_input(doc, p, self.params, self.embedder) for p in passages]
-        tokens = [tokenize(_lexical_text(doc, p, self.params)) for p in passages]
-        self.timings["chunking"] += time.perf_counter() - t1
-        return _Read(doc_id, entry, doc, None, passages, inputs, tokens)
+        """One file made ready for the model (in the reading thread); see ``read_and_chunk``."""
+        return read_and_chunk(doc_id, path, self.chunker, self.params, self.embedder, timings=self.timings)
 
     def _piece(self, docs: list[Document], entries: list[dict], passages: list[Passage], tokens: list[list[str]],
                vectors: list[np.ndarray], sentences: list[np.ndarray]) -> _Piece:
@@ -422,6 +406,35 @@ class _Read:
     passages: list[Passage] = field(default_factory=list)
     inputs: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
     tokens: list[list[str]] = field(default_factory=list)
+
+
+def read_and_chunk(doc_id: str, path: Path, chunker: Chunker, params: IndexParams, pieces: WordPieces, *,
+                   timings: dict[str, float] | None = None) -> _Read:
+    """One corpus file read, extracted and chunked, with its passages' model inputs and BM25 tokens;
+    a file that cannot be read gives its stat entry and why.
+
+    Args:
+        pieces: counts the model's word pieces (the embedder, or its tokenizer alone).
+        timings: if given, gains the seconds spent "reading" and "chunking".
+    """
+    t0 = time.perf_counter()
+    entry = {**_stat_entry(path.stat()), "extractor": extractor_name(doc_id)}
+    try:
+        data = read_file(doc_id, path)  # never through a symbolic link
+        entry["file_sha256"] = hashlib.sha256(data).hexdigest()
+        doc = decode_document(doc_id, data)
+    except DocumentError as exc:
+        return _Read(doc_id, entry, error=str(exc))
+    finally:
+        t1 = time.perf_counter()
+        if timings is not None:
+            timings["reading"] += t1 - t0
+    passages = chunker.chunk(doc)
+    inputs = [embedding_input(doc, p, params, pieces) for p in passages]
+    tokens = [tokenize(_lexical_text(doc, p, params)) for p in passages]
+    if timings is not None:
+        timings["chunking"] += time.perf_counter() - t1
+    return _Read(doc_id, entry, doc, None, passages, inputs, tokens)
 
 
 _DONE = object()

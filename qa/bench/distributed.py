@@ -30,25 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.bench import beir, scale
+from qa.bench.common import DEFAULT_SCIFACT, ROOT, default_bench_cache, load_average
+
 logger = logging.getLogger(__name__)
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _beir():
-    from qa.bench import beir
-
-    return beir
-
-
-def _scale():
-    from qa.bench import scale
-
-    return scale
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _run(code: str, args: dict, *, env: dict | None = None, timeout: float = 3600) -> dict:
@@ -67,8 +52,8 @@ import json, sys, time
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 from qa.index import update_index
-from qa.shards import _default_embedder
-embedder = _default_embedder()
+from qa.backends import default_embedder
+embedder = default_embedder()
 embedder.embed(["warm up"])
 ready = time.perf_counter() - t0
 t = time.perf_counter()
@@ -120,11 +105,10 @@ def _ray_cli(*args: str, env: dict) -> None:
 def bench_builds(scifact: Path, *, docs: int, work: Path) -> list[dict]:
     from qa.ray_engine import ray_environment
 
-    load_beir, write_corpus = _beir().load_beir, _beir().write_corpus
-    bench = load_beir(scifact)
+    bench = beir.load_beir(scifact)
     bench.records = bench.records[:docs]
     corpus = work / "corpus"
-    write_corpus(bench, corpus)
+    beir.write_corpus(bench, corpus)
     rows = []
 
     def row(name, m, folder):
@@ -173,8 +157,8 @@ import json, sys, time
 import numpy as np
 args = json.loads(sys.argv[1])
 from qa.retrieval import Searcher, SearchParams
-from qa.shards import _default_embedder
-embedder = _default_embedder()
+from qa.backends import default_embedder
+embedder = default_embedder()
 embedder.embed(["warm up"])
 reranker = None
 if args["rerank"]:
@@ -206,14 +190,14 @@ print(json.dumps({"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.per
 
 def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | None) -> Path:
     """The index of ``passages`` passages and its 1-, 2- and 4-shard sets under ``work`` (kept between runs)."""
-    from qa.shards import _default_embedder, split_index
+    from qa.backends import default_embedder
+    from qa.shards import split_index
 
-    scale = _scale()
     folder = work / f"index-{passages}"
     if not (folder / "manifest.json").is_file():
-        embedder = _default_embedder()
-        base = scale._scifact_base(scifact, embedder, max_docs=max_docs, cache_dir=ROOT / ".cache" / "bench",
-                             show_progress=False)
+        embedder = default_embedder()
+        base = scale._scifact_base(scifact, embedder, max_docs=max_docs, cache_dir=default_bench_cache(),
+                                     show_progress=False)
         written, seconds = scale.write_replicated_index(folder, base, passages, embedder)
         logger.info("wrote %d passages in %.0f s", written, seconds)
     one = work / "shards-1"
@@ -245,9 +229,8 @@ def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max
     ``rerank``: also each row with the relevance model reading the top candidates (the
     app's default), after the row without it.
     """
-    load_beir = _beir().load_beir
     folder = prepare_scale(scifact, passages=passages, work=work, max_docs=max_docs)
-    bench = load_beir(scifact)
+    bench = beir.load_beir(scifact)
     every = [bench.queries[q] for q in sorted(bench.queries)]
     claims = every[:queries]
     warm_up = every[queries : queries + WARM_UP] or claims[:10]
@@ -272,11 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa.bench.distributed", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     b = sub.add_parser("build")
-    b.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "bench" / "scifact")
+    b.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT)
     b.add_argument("--docs", type=int, default=1500)
     b.add_argument("--work", type=Path, default=None)
     q = sub.add_parser("query")
-    q.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "bench" / "scifact")
+    q.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT)
     q.add_argument("--passages", type=int, default=1_000_000)
     q.add_argument("--queries", type=int, default=300)
     q.add_argument("--max-docs", type=int, default=2000, help="SciFact abstracts embedded, then copied")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from makefiles import FOOTER, NAV, RELATED, make_article_html, make_docx, make_pdf
+from qa.bench.formats import fixture_norm as norm, word_scores as scores
 from qa.corpus import DocumentError, decode_document
 from qa.extract import ExtractionError, Source, extract, extractor_name, extractors, kind_of, reflow_page
 
@@ -27,18 +27,6 @@ ARTICLE = [
     "Fishing boats stayed in port for a third day, and the ferry to the islands was cancelled until Friday.",
     "“We have never seen the breakwater go under,” said the harbour master, who has worked there for 30 years.",
 ]
-
-
-def norm(s: str) -> str:
-    """The fixtures' comparison: NBSP to space, zero-width spaces dropped, whitespace runs collapsed."""
-    return re.sub(r"\s+", " ", s.replace("\xa0", " ").replace("\u200b", ""))
-
-
-def scores(extracted: str, truth: str) -> tuple[float, float]:
-    """(precision, recall) of the extracted words against the annotated body, as multisets of words."""
-    a, b = Counter(norm(extracted).split()), Counter(norm(truth).split())
-    common = sum((a & b).values())
-    return common / max(1, sum(a.values())), common / max(1, sum(b.values()))
 
 
 # -- files made here ------------------------------------------------------------------------

@@ -194,12 +194,14 @@ EXTRACTION_COLUMNS = [
 ]
 
 
-def _norm(s: str) -> str:
+def fixture_norm(s: str) -> str:
+    """The fixtures' comparison: NBSP to space, zero-width spaces dropped, whitespace runs collapsed."""
     return re.sub(r"\s+", " ", s.replace("\xa0", " ").replace("\u200b", ""))
 
 
-def _scores(extracted: str, truth: str) -> tuple[float, float]:
-    a, b = Counter(_norm(extracted).split()), Counter(_norm(truth).split())
+def word_scores(extracted: str, truth: str) -> tuple[float, float]:
+    """(precision, recall) of the extracted words against the annotated body, as multisets of words."""
+    a, b = Counter(fixture_norm(extracted).split()), Counter(fixture_norm(truth).split())
     common = sum((a & b).values())
     return common / max(1, sum(a.values())), common / max(1, sum(b.values()))
 
@@ -222,13 +224,13 @@ def measure_extraction(fixtures: Path = DEFAULT_FIXTURES) -> list[ExtractionRow]
             t0 = time.perf_counter()
             doc = decode_document(Path(c["file"]).name, (fixtures / c["file"]).read_bytes())
             seconds += time.perf_counter() - t0
-            text = _norm(doc.text)
+            text = fixture_norm(doc.text)
             spots += len(c["must_contain"])
-            found += sum(_norm(s) in text for s in c["must_contain"])
+            found += sum(fixture_norm(s) in text for s in c["must_contain"])
             boiler += len(c["must_not_contain"])
-            out += sum(_norm(s) not in text for s in c["must_not_contain"])
+            out += sum(fixture_norm(s) not in text for s in c["must_not_contain"])
             if kind == "html":
-                pr.append(_scores(doc.text, truth[c["file"]]["articleBody"]))
+                pr.append(word_scores(doc.text, truth[c["file"]]["articleBody"]))
             if kind == "pdf" and c["must_contain"][0] in doc.text:
                 pages_right += doc.page_of(doc.text.index(c["must_contain"][0])) == c["page"]
         row = ExtractionRow(kind, len(mine), f"{found}/{spots}", f"{out}/{boiler}", seconds=seconds)

@@ -23,7 +23,7 @@ import io
 import logging
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from importlib import metadata
 from typing import Callable
@@ -56,7 +56,9 @@ class Source:
     date: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies each field, and every quote of every answer
+        # carries its source (strings and None only).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Source":

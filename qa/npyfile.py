@@ -4,7 +4,8 @@ A memory map would do the same reads, but every page it touches counts as the
 process's memory, and the kernel maps the cached pages around each touched row
 as well: a few hundred questions against a million-passage index made a memory
 map of its vectors and sentences count for gigabytes. Reading the rows asked for
-costs one system call per run of consecutive rows (a question reads about 130).
+costs one system call per run of consecutive rows (a question reads about 130),
+read straight into the array returned.
 """
 
 from __future__ import annotations
@@ -76,15 +77,22 @@ class NpyRows:
             return self._read(0, 0)
         if rows.min() < 0 or rows.max() >= len(self):
             raise IndexError(f"rows out of range 0..{len(self) - 1}")
-        order = np.argsort(rows, kind="stable")
-        ordered = rows[order]
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        breaks = np.flatnonzero(np.diff(ordered) > 1) + 1
-        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(ordered)]):
-            first, last = int(ordered[lo]), int(ordered[hi - 1])
-            block = self._read(first, last + 1)
-            out[order[lo:hi]] = block[ordered[lo:hi] - first]
-        return out
+        # Each run of consecutive rows is read straight into its place in one array:
+        # one system call and no copies per run (a re-score reads ~100 scattered rows).
+        wanted, where = np.unique(rows, return_inverse=True)
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        first_rows = wanted.tolist()
+        size = self._row_bytes
+        lo = 0
+        for hi in (np.flatnonzero(np.diff(wanted) != 1) + 1).tolist() + [len(wanted)]:
+            want = (hi - lo) * size
+            if os.preadv(self._fd, [buffer[lo * size : hi * size]], self._offset + first_rows[lo] * size) != want:
+                raise OSError(f"{self.path}: short read")
+            lo = hi
+        if len(wanted) == len(rows) and (where == np.arange(len(rows))).all():
+            return out  # asked in ascending order without repeats (the usual case)
+        return out[where.ravel()]
 
     def __array__(self, dtype=None, copy=None):
         whole = self._read(0, len(self))

@@ -13,7 +13,9 @@ it, so answers equal one index's:
   frequencies and average length, summed when the set is opened), so its scores are
   bit for bit those of one index; the best of each shard are merged.
 - Dense: cosines are exact and comparable across shards; the best of each are merged
-  (ties broken by passage number, as in one index).
+  (ties broken by passage number, as in one index). A shard with an approximate index
+  probes the share of its lists that one index over all the shards would probe
+  (``qa.index.ann.probe_share``), so the set does one index's work, not more.
 - The relevance model reranks after the merge, over the merged first stage.
 
 A shard lives in this process (``engine="local"``, searched by a thread each) or in a
@@ -44,6 +46,7 @@ from qa.index import (
     MANIFEST, SEGMENTS, Index, IndexFormatError, Layout, PassageList, _best, _commit, _fsync_dir, _Piece,
     _write_segment,
 )
+from qa.index.ann import probe_share
 from qa.lexical import B, BM25, K1
 from qa.retrieval import MAX_DOC_ID_CHARS, Filters, Searcher, SearchParams
 
@@ -219,11 +222,12 @@ class ShardCore:
         self.index.bm25 = _GlobalBM25(self.index.bm25, live=live, avg_length=avg_length, df=df)
         return len(self.index)
 
-    def dense(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def dense(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None, probe_share: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
         faiss.omp_set_num_threads(1)  # one query: threads only spin (qa.retrieval)
-        return self.index.dense_top(qv, depth, allowed)
+        return self.index.dense_top(qv, depth, allowed, probe_share=probe_share)
 
     def lexical(self, tokens: list[str], depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return self.index.lexical_top(tokens, depth, allowed)
@@ -462,6 +466,8 @@ class ShardedIndex:
         for st in stats:
             df.update(st["df"])
         self._df, self._live = dict(df), live
+        # Each shard probes the share of its lists one index over all of them would.
+        self.probe_share: float | None = probe_share(live) if live else None
         self.dim = stats[0]["dim"] if stats else 384
         for c in [s.call("use_statistics", live, self.avg_length, {t: df[t] for t in st["df"]})
                   for s, st in zip(shards, stats)]:
@@ -496,7 +502,7 @@ class ShardedIndex:
 
     def dense_top(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        calls = self._each("dense", [(qv, depth, a) for a in self._slices(allowed)])
+        calls = self._each("dense", [(qv, depth, a, self.probe_share) for a in self._slices(allowed)])
         ids, scores = [], []
         for s, c in enumerate(calls):
             local, sc = c.result()

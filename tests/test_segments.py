@@ -386,6 +386,35 @@ def test_dense_top_through_the_ann_equals_brute_force(stepped_index, embedder):
                             {key(index, i): float(s) for i, s in enumerate(exact)}, 1e-3)
 
 
+def test_a_probe_share_caps_the_lists_probed_and_keeps_the_exact_rescore(stepped_index, embedder, monkeypatch):
+    """``probe_share`` (what a shard set asks of each shard) probes at most that share of the
+    lists, never fewer than MIN_PROBES nor more than the segment's own setting."""
+    from qa.index.ann import MIN_PROBES, probe_share
+
+    assert probe_share(1_000_000) == 128 / 2048  # 1M passages: 2,048 lists, 128 probed
+    assert probe_share(250_000) == 128 / 1024 > probe_share(1_000_000)
+    seg = next(s for s in stepped_index.segments if s.ann is not None)
+    probed = []
+
+    class Recording:  # the real index, recording how many lists each search probes
+        def __init__(self, ann):
+            self.ann = ann
+
+        def search(self, x, k, params=None):
+            probed.append(params.nprobe)
+            return self.ann.search(x, k, params=params)
+
+    monkeypatch.setattr(seg, "ann", Recording(seg.ann))
+    monkeypatch.setitem(seg.meta, "ann", {**seg.meta["ann"], "nlist": 4096, "nprobe": 256})
+    qv = embedder.embed(QUESTIONS[:1])[0]
+    want = seg.search(qv, 5, None)
+    for share, nprobe in ((None, 256), (1 / 16, 256), (1 / 64, 64), (1 / 4096, MIN_PROBES)):
+        rows, scores = seg.search(qv, 5, None, probe_share=share)
+        assert probed[-1] == nprobe
+        np.testing.assert_allclose(scores, np.asarray(seg.vectors[rows]) @ qv, rtol=1e-5, atol=1e-6)
+        assert rows.tolist() == want[0].tolist()  # one list really: every share finds the same
+
+
 def test_dense_search_restricted_to_documents_equals_brute_force(stepped_index, seed_index, embedder):
     index, searcher = stepped_index, Searcher(stepped_index, embedder)
     for doc_ids in ([D1], [D0, D4], [D2, D3]):

@@ -13,6 +13,7 @@ from conftest import SCIFACT, write_small_corpus
 from qa.cli import main as cli_main
 from qa.corpus import DocumentError
 from qa.index import Index, Layout, update_index
+from qa.index.ann import probe_share
 from qa.lexical import tokenize
 from qa.retrieval import Searcher, SearchParams
 from qa.shards import ShardedCollection, ShardedSearcher, ShardError, open_shards, split_index
@@ -62,6 +63,7 @@ def test_sharded_bm25_and_dense_equal_one_index_exactly(tmp_path, small_index, s
     sharded = open_shards(tmp_path / "shards")
     assert len(sharded) == len(small_index)
     assert sharded.avg_length == small_index.bm25.avg_length
+    assert sharded.probe_share == probe_share(len(small_index))  # each shard probes as one index would
     for q in QUESTIONS:
         tokens = tokenize(q)
         for depth in (5, 100, len(small_index)):

@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 ANN_RESCORE = 100  # candidates an approximate search re-scores exactly, at least
 _ADD_ROWS = 65_536  # vectors added at a time: bounds memory
+MIN_PROBES = 32  # lists probed at least when a shard probes a share of them (``probe_share``)
 
 
 def _ann_params(n: int) -> dict:
@@ -29,6 +30,19 @@ def _ann_params(n: int) -> dict:
     return {"type": "IVF-SQ8", "nlist": nlist, "nprobe": min(nlist, max(128, nlist // 16)),
             "trained_on": min(n, 100_000),
             "rescored": "exact cosine from vectors.npy"}
+
+
+def probe_share(n: int) -> float:
+    """The share of its lists an approximate index over ``n`` passages probes.
+
+    A shard set probes each shard at this share of the whole collection (``qa.shards``):
+    a shard alone would probe at least 128 lists, more of its vectors than one index over
+    the collection, which doubled the dense search of 4 shards at 1M passages for no
+    recall one index has (recall@10 against exact search over 100 SciFact claims: 0.994
+    probing 64 of each shard's 1,024 lists, one index 0.992 probing 128 of 2,048).
+    """
+    params = _ann_params(n)
+    return params["nprobe"] / params["nlist"]
 
 
 def _build_ann(path: Path, vectors: np.ndarray, dim: int) -> dict:

@@ -143,12 +143,15 @@ class Index:
 
     # -- search --------------------------------------------------------------
 
-    def dense_top(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def dense_top(self, qv: np.ndarray, depth: int, allowed: np.ndarray | None = None, *,
+                  probe_share: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``depth`` passages closest to unit vector ``qv``, best first, with their cosines.
 
         Args:
             allowed: a bool mask over passages; when given, only those are scored,
                 exactly.
+            probe_share: the share of each approximate index's lists to probe at most
+                (``Segment.search``); None: each segment's own setting.
         """
         ids, scores = [], []
         raw = self.live_to_raw[allowed] if allowed is not None else None
@@ -159,7 +162,7 @@ class Index:
                 rows, sc = seg.exact(qv, rows)
                 rows, sc = rows[:depth], sc[:depth]
             else:
-                rows, sc = seg.search(qv, depth, self._dead[s])
+                rows, sc = seg.search(qv, depth, self._dead[s], probe_share=probe_share)
             ids.append(self.raw_to_live[off + rows])
             scores.append(sc)
         return _best(ids, scores, depth)

@@ -21,6 +21,7 @@ one (fresh from the embedder, or cut from old segments by a merge), and
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,7 +31,7 @@ import numpy as np
 from qa.chunking import Passage
 from qa.corpus import Document, content_hash
 from qa.extract import Source
-from qa.index.ann import ANN_RESCORE, _build_ann
+from qa.index.ann import ANN_RESCORE, MIN_PROBES, _build_ann
 from qa.index.manifest import IndexFormatError, _fsync_tree, _write_json
 from qa.index.params import Layout
 from qa.lexical import Postings
@@ -74,8 +75,15 @@ class Segment:
         sentences = tuple((int(a), int(b)) for a, b in self.spans[lo:hi])
         return Passage(self.documents[doc].doc_id, start, end, sentences)
 
-    def search(self, qv: np.ndarray, depth: int, dead: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``depth`` rows closest to ``qv`` (exact cosines), best first, skipping ``dead`` rows."""
+    def search(self, qv: np.ndarray, depth: int, dead: np.ndarray | None, *, probe_share: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``depth`` rows closest to ``qv`` (exact cosines), best first, skipping ``dead`` rows.
+
+        Args:
+            probe_share: probe at most this share of the approximate index's lists (at
+                least MIN_PROBES) instead of its own setting: a shard probes what one index
+                over the whole collection would (``qa.shards``).
+        """
         import faiss
 
         depth = min(depth, len(self))
@@ -91,7 +99,11 @@ class Segment:
             scores, rows = self._flat.search(qv[None, :], depth, params=params)
             keep = rows[0] >= 0
             return rows[0][keep], scores[0][keep]
-        params = faiss.SearchParametersIVF(nprobe=int(self.meta["ann"]["nprobe"]), sel=selector)
+        ann = self.meta["ann"]
+        nprobe = int(ann["nprobe"])
+        if probe_share is not None:
+            nprobe = min(nprobe, max(MIN_PROBES, math.ceil(probe_share * int(ann["nlist"]))))
+        params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector)
         # SQ8 codes rank well but score coarsely: take a few more candidates than asked
         # and re-score them exactly from the float32 vectors.
         _, rows = self.ann.search(qv[None, :], max(depth, ANN_RESCORE), params=params)

@@ -298,7 +298,7 @@ class Searcher:
     def _rescore_by_sentence(self, fused: dict[int, float], qv: np.ndarray) -> None:
         w, scale = self.params.sentence_weight, 1.0 + self.params.sentence_weight
         top = sorted(fused, key=lambda i: (-fused[i], i))[: self.params.rescore_depth]
-        best = {i: float((self.index.sentence_vectors_of(i) @ qv).max()) for i in top}
+        best = {i: float(self.index.sentence_cosines(i, qv).max()) for i in top}
         for i in fused:
             fused[i] = (fused[i] + w * best.get(i, 0.0)) / scale
 
@@ -425,10 +425,10 @@ class Searcher:
                 scores = judged[i][1][inside]
                 hl = sentences[int(np.argmax(scores))] if len(sentences) else None
             else:
-                similarity = self.index.sentence_vectors_of(i)[inside] @ qv
+                similarity = self.index.sentence_cosines(i, qv)[inside]
                 hl = best_sentence(doc.text, sentences, idf, similarity, expects=expects)
             if i not in cosine:
-                cosine[i] = float(self.index.passage_vectors(i, 1)[0] @ qv)
+                cosine[i] = self.index.passage_cosine(i, qv)
             hit = Hit(
                 rank=len(hits) + 1, doc_id=p.doc_id, title=doc.title, start=span[0], end=span[1],
                 quote=doc.text[span[0] : span[1]], score=round(fused[i], 6),

@@ -26,6 +26,7 @@ naming it: never a partial answer passed off as whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ import numpy as np
 
 from qa.arguments import ArgumentError, check_text
 from qa.backends import default_embedder
+from qa.chunking import Passage
 from qa.corpus import Document, DocumentError
 from qa.extract import Source
 from qa.index import (
@@ -232,19 +234,24 @@ class ShardCore:
     def lexical(self, tokens: list[str], depth: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return self.index.lexical_top(tokens, depth, allowed)
 
-    def fetch(self, ids: Sequence[int]) -> tuple[list[tuple], dict[str, tuple]]:
-        """Passages ``ids`` with their vectors, and their documents: what a question reads of them.
+    def fetch(self, ids: Sequence[int], scored: Sequence[int] = (), qv: np.ndarray | None = None
+              ) -> tuple[list, dict[str, tuple], list[tuple[np.ndarray, float]]]:
+        """Passages ``ids`` and their documents, and passages ``scored``'s cosines to ``qv``.
+
+        The cosines are all a question needs of the vectors, and a few floats a passage
+        instead of its sentence vectors (about 0.5 MB a question over Ray).
 
         Returns:
-            ([(Passage, sentence vectors float32, passage vector float32)], {doc_id: document fields}).
+            ([Passage], {doc_id: document fields}, [(each sentence's cosine, the passage's cosine)]).
         """
         rows, docs = [], {}
         for i in ids:
             p = self.index.passages[int(i)]
-            rows.append((p, self.index.sentence_vectors_of(int(i)), self.index.passage_vectors(int(i), 1)[0]))
+            rows.append(p)
             if p.doc_id not in docs:
                 docs[p.doc_id] = _document_fields(self.index.documents[p.doc_id])
-        return rows, docs
+        cosines = [(self.index.sentence_cosines(int(i), qv), self.index.passage_cosine(int(i), qv)) for i in scored]
+        return rows, docs, cosines
 
     def document(self, doc_id: str) -> tuple | None:
         doc = self.index.documents.get(doc_id)
@@ -278,6 +285,11 @@ class ShardCore:
 
     def ping(self) -> str:
         return self.folder
+
+
+def _vector_key(qv: np.ndarray) -> bytes:
+    """A short key for a question's vector (cosines are cached per question)."""
+    return hashlib.blake2b(np.ascontiguousarray(qv, dtype=np.float32).tobytes(), digest_size=16).digest()
 
 
 def _document_fields(doc: Document) -> tuple:
@@ -472,9 +484,11 @@ class ShardedIndex:
         for c in [s.call("use_statistics", live, self.avg_length, {t: df[t] for t in st["df"]})
                   for s, st in zip(shards, stats)]:
             c.result()
-        self.passages = PassageList(self, lambda i: self._entry(int(i))[0])
+        self.passages = PassageList(self, lambda i: self._entry(int(i)))
         self.documents = _Documents(self)
-        self._entries: OrderedDict[int, tuple] = OrderedDict()
+        self._entries: OrderedDict[int, Passage] = OrderedDict()
+        # (question vector's key, passage) -> (its sentences' cosines, its own cosine)
+        self._cosines: OrderedDict[tuple[bytes, int], tuple[np.ndarray, float]] = OrderedDict()
         self._docs: OrderedDict[str, Document] = OrderedDict()
         self._doc_shard: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -530,22 +544,29 @@ class ShardedIndex:
 
     # -- what a question reads of its passages --------------------------------------
 
-    def prefetch(self, ids) -> None:
-        """Fetch passages ``ids`` (and their documents) that are not cached: one call per shard, all at once."""
+    def prefetch(self, ids, qv: np.ndarray | None = None) -> None:
+        """Fetch passages ``ids`` (and their documents) that are not cached, and with ``qv`` their
+        cosines to it: one call per shard, all at once."""
+        key = _vector_key(qv) if qv is not None else None
         with self._lock:
             # membership tests, not `set - keys()`: that walks the whole cache on every call
-            missing = sorted(i for i in {int(i) for i in ids} if i not in self._entries)
-        by_shard: dict[int, list[int]] = {}
-        for i in missing:
-            s, local = self._where(i)
-            by_shard.setdefault(s, []).append(local)
+            wanted = sorted({int(i) for i in ids})
+            rows = [i for i in wanted if i not in self._entries]
+            scored = [i for i in wanted if (key, i) not in self._cosines] if key is not None else []
+        by_shard: dict[int, tuple[list[int], list[int]]] = {}
+        for kind, missing in enumerate((rows, scored)):
+            for i in missing:
+                s, local = self._where(i)
+                by_shard.setdefault(s, ([], []))[kind].append(local)
         order = sorted(by_shard, reverse=True)
-        calls = {s: self.shards[s].call("fetch", by_shard[s], inline=s == order[-1]) for s in order}
+        calls = {s: self.shards[s].call("fetch", *by_shard[s], qv if by_shard[s][1] else None,
+                                        inline=s == order[-1]) for s in order}
         for s, call in calls.items():
-            rows, docs = call.result()
-            self._store(s, by_shard[s], rows, docs)
+            passages, docs, cosines = call.result()
+            self._store(s, by_shard[s][0], passages, docs)
+            self._store_cosines(s, key, by_shard[s][1], cosines)
 
-    def _store(self, s: int, local_ids: list[int], rows: list[tuple], docs: dict[str, tuple]) -> None:
+    def _store(self, s: int, local_ids: list[int], rows: list, docs: dict[str, tuple]) -> None:
         with self._lock:
             for doc_id, fields in docs.items():
                 self._docs[doc_id] = _document(fields)
@@ -557,7 +578,14 @@ class ShardedIndex:
             while len(self._docs) > _CACHE_DOCUMENTS:
                 self._docs.popitem(last=False)
 
-    def _entry(self, i: int) -> tuple:
+    def _store_cosines(self, s: int, key: bytes | None, local_ids: list[int], cosines: list) -> None:
+        with self._lock:
+            for local, pair in zip(local_ids, cosines):
+                self._cosines[key, int(self.offsets[s]) + local] = pair
+            while len(self._cosines) > _CACHE_PASSAGES:
+                self._cosines.popitem(last=False)
+
+    def _entry(self, i: int):
         with self._lock:
             row = self._entries.get(i)
             if row is not None:
@@ -566,6 +594,16 @@ class ShardedIndex:
         self.prefetch([i])
         with self._lock:
             return self._entries[i]
+
+    def _cosine_pair(self, i: int, qv: np.ndarray) -> tuple[np.ndarray, float]:
+        key = (_vector_key(qv), int(i))
+        with self._lock:
+            pair = self._cosines.get(key)
+        if pair is None:
+            self.prefetch([i], qv)
+            with self._lock:
+                pair = self._cosines[key]
+        return pair
 
     def _document(self, doc_id: str) -> Document | None:
         with self._lock:
@@ -589,17 +627,12 @@ class ShardedIndex:
     def doc_id_of(self, i: int) -> str:
         return self.passages[i].doc_id
 
-    def sentence_vectors_of(self, first: int, count: int = 1) -> np.ndarray:
-        self.prefetch(range(first, first + count))
-        blocks = [self._entry(i)[1] for i in range(first, first + count)]
-        return np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
+    def sentence_cosines(self, i: int, qv: np.ndarray) -> np.ndarray:
+        """Each sentence of passage ``i``'s cosine to ``qv``, computed by its shard (``Index.sentence_cosines``)."""
+        return self._cosine_pair(i, qv)[0]
 
-    def passage_vectors(self, first: int, count: int) -> np.ndarray:
-        self.prefetch(range(first, first + count))
-        out = np.zeros((count, self.dim), dtype=np.float32)
-        for j in range(count):
-            out[j] = self._entry(first + j)[2]
-        return out
+    def passage_cosine(self, i: int, qv: np.ndarray) -> float:
+        return self._cosine_pair(i, qv)[1]
 
     # -- filters -----------------------------------------------------------------
 
@@ -643,12 +676,12 @@ class ShardedSearcher(Searcher):
 
     def _rescore_by_sentence(self, fused: dict[int, float], qv: np.ndarray) -> None:
         top = sorted(fused, key=lambda i: (-fused[i], i))
-        self.index.prefetch(top[: max(self.params.rescore_depth, _PREFETCH)])
+        self.index.prefetch(top[: max(self.params.rescore_depth, _PREFETCH)], qv)
         super()._rescore_by_sentence(fused, qv)
 
-    def _rank(self, *args, **kwargs):
-        ranked, fused, cosine = super()._rank(*args, **kwargs)
-        self.index.prefetch(ranked[:_PREFETCH])
+    def _rank(self, query: str, qv: np.ndarray | None, *args, **kwargs):
+        ranked, fused, cosine = super()._rank(query, qv, *args, **kwargs)
+        self.index.prefetch(ranked[:_PREFETCH], qv)
         return ranked, fused, cosine
 
     def _rerank(self, query, ranked, fused, depth):

@@ -77,6 +77,26 @@ def test_sharded_bm25_and_dense_equal_one_index_exactly(tmp_path, small_index, s
         assert all(sharded.idf(t) == small_index.idf(t) for t in tokens)
 
 
+def test_shards_send_each_question_its_own_cosines_not_vectors(tmp_path, small_index, small_build, embedder):
+    """A question reads its passages' cosines (sentences and passage) as the shard computed them,
+    bit for bit those of one index, and one question's cosines never answer another's."""
+    split_index(small_build[1], tmp_path / "shards", 3)
+    sharded = open_shards(tmp_path / "shards")
+    every = range(len(small_index))
+    vectors = embedder.embed(QUESTIONS[:2])
+    for qv in (*vectors, vectors[0]):  # the first question again, after the second filled the cache
+        sharded.prefetch(every, qv)
+        for i in every:
+            assert np.array_equal(sharded.sentence_cosines(i, qv), small_index.sentence_cosines(i, qv)), i
+            assert sharded.passage_cosine(i, qv) == small_index.passage_cosine(i, qv)
+    cold = open_shards(tmp_path / "shards")  # nothing fetched ahead: read on demand
+    assert np.array_equal(cold.sentence_cosines(5, vectors[1]), small_index.sentence_cosines(5, vectors[1]))
+    shard = sharded.shards[0].core
+    passages, docs, cosines = shard.fetch([0, 1], [1], vectors[0])
+    assert passages == [shard.index.passages[0], shard.index.passages[1]] and set(docs) == {passages[0].doc_id}
+    assert len(cosines) == 1 and cosines[0][0].shape == (len(passages[1].sentences),)
+
+
 @pytest.mark.parametrize("n", [2, 3])
 def test_sharded_answers_equal_one_index_with_and_without_the_relevance_model(
         tmp_path, small_index, small_build, embedder, reranker, n):

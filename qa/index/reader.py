@@ -137,6 +137,13 @@ class Index:
             out[j] = seg.vectors[row]
         return out
 
+    def sentence_cosines(self, i: int, qv: np.ndarray) -> np.ndarray:
+        """Each sentence of passage ``i``'s cosine to unit vector ``qv`` (what a search needs of them)."""
+        return self.sentence_vectors_of(i) @ qv
+
+    def passage_cosine(self, i: int, qv: np.ndarray) -> float:
+        return float(self.passage_vectors(i, 1)[0] @ qv)
+
     @property
     def dim(self) -> int:
         return int(self.manifest["model"]["dim"])

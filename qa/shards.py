@@ -17,6 +17,9 @@ it, so answers equal one index's:
   probes the share of its lists that one index over all the shards would probe
   (``qa.index.ann.probe_share``), so the set does one index's work, not more.
 - The relevance model reranks after the merge, over the merged first stage.
+- What a question reads of its passages (the passages, their documents, and each
+  sentence's cosine to the question) is fetched with one call per shard; the shard
+  computes the cosines, so vectors never leave it.
 
 A shard lives in this process (``engine="local"``, searched by a thread each) or in a
 Ray actor (``engine="ray"``) that may run on another node and holds only its shard. A

@@ -228,9 +228,10 @@ def cmd_train_reranker(args) -> int:
     from qa.train_reranker import TrainSettings, train_reranker
 
     settings = TrainSettings()
-    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "seed") if getattr(args, k) is not None}
-    if not 0.0 <= changes.get("hole_share", 0.0) < 1.0:
-        raise ValueError(f"--hole-share must lie in [0, 1), got {changes['hole_share']}")
+    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "dropout", "seed") if getattr(args, k) is not None}
+    for name in ("hole_share", "dropout"):
+        if not 0.0 <= changes.get(name, 0.0) < 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got {changes[name]}")
     report = train_reranker(args.data, args.out, work=args.work, settings=replace(settings, **changes),
                             show_progress=not args.quiet)
     print(json.dumps(report, indent=2))
@@ -381,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=None, help="training questions (default 8000)")
     p.add_argument("--hole-share", type=float, default=None,
                    help="share of training questions whose answering paragraph is left out (default 0.15)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="hidden and attention dropout while training (default 0.1)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_reranker)

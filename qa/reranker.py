@@ -78,8 +78,12 @@ class RerankerConfig:
 # -- the network (torch) ---------------------------------------------------------
 
 
-def build_network(layers: int, model_dir: Path | None = None):
-    """The cross-encoder, initialised from the bundled base weights (first ``layers`` layers)."""
+def build_network(layers: int, model_dir: Path | None = None, *, dropout: float | None = None):
+    """The cross-encoder, initialised from the bundled base weights (first ``layers`` layers).
+
+    Args:
+        dropout: the hidden and attention dropout while training (None: the base model's 0.1).
+    """
     import torch
     from transformers import AutoModel
 
@@ -89,7 +93,9 @@ def build_network(layers: int, model_dir: Path | None = None):
     class CrossEncoder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager")
+            rates = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+            bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager",
+                                             **rates)
             bert.encoder.layer = bert.encoder.layer[:layers]
             bert.config.num_hidden_layers = layers
             bert.pooler = None

@@ -49,6 +49,7 @@ class TrainSettings:
     groups: int = 8000
     group_size: int = 8
     hole_share: float = 0.15
+    dropout: float = 0.1
     candidate_depth: int = 30
     batch_groups: int = 4
     learning_rate: float = 4e-5
@@ -226,7 +227,7 @@ def train_network(groups: list[dict], texts_of, settings: TrainSettings, work: P
 
     torch.manual_seed(settings.seed)
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-    net = build_network(settings.layers)
+    net = build_network(settings.layers, dropout=settings.dropout)
     for name, prm in net.named_parameters():
         prm.requires_grad = not (name.startswith("bert.embeddings.word_embeddings")
                                  or name.startswith("bert.embeddings.position_embeddings"))
@@ -347,8 +348,10 @@ def calibrate(scorer, searcher, questions: Sequence[SquadQuestion], settings: Tr
 
 # What a work folder's candidates and checkpoint were made with: resuming with other values
 # would mix two recipes in one model (calibration settings may change: it is redone each run).
-TRAINING_FIELDS = ("layers", "groups", "group_size", "hole_share", "candidate_depth", "batch_groups",
+TRAINING_FIELDS = ("layers", "groups", "group_size", "hole_share", "dropout", "candidate_depth", "batch_groups",
                    "learning_rate", "head_learning_rate", "warmup", "seed")
+# Settings that runs made before the field existed used (BERT's default dropout, for one).
+BEFORE_RECORDED = {"dropout": 0.1}
 
 
 def check_resumable(work: Path, settings: TrainSettings) -> None:
@@ -366,6 +369,7 @@ def check_resumable(work: Path, settings: TrainSettings) -> None:
     except (ValueError, OSError):
         before = {}
     now = asdict(settings)
+    before = {**BEFORE_RECORDED, **before}
     differs = [f"{k} {before.get(k)!r} there, {now[k]!r} asked" for k in TRAINING_FIELDS if before.get(k) != now[k]]
     if differs:
         raise ValueError(f"{work} holds a training run with other settings ({'; '.join(differs)}): "

@@ -126,3 +126,41 @@ def test_train_reranker_refuses_a_hole_share_outside_0_to_1(tmp_path, capsys):
     assert main(["train-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
                  "--hole-share", "1.5"]) != 0
     assert "--hole-share must lie in [0, 1)" in capsys.readouterr().err
+
+
+def test_a_work_folder_from_before_the_dropout_setting_resumes_only_with_the_old_dropout(tmp_path):
+    import json
+    from dataclasses import asdict, replace
+
+    from qa.train_reranker import check_resumable
+
+    recorded = asdict(TrainSettings(dropout=0.1))
+    del recorded["dropout"]  # runs before the setting existed trained with BERT's 0.1
+    (tmp_path / "settings.json").write_text(json.dumps(recorded), encoding="utf-8")
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    check_resumable(tmp_path, TrainSettings(dropout=0.1))
+    with pytest.raises(ValueError, match=r"dropout 0.1 there, 0.0 asked"):
+        check_resumable(tmp_path, replace(TrainSettings(), dropout=0.0))
+
+
+def test_dropout_zero_makes_training_passes_repeatable_and_the_default_does_not():
+    import torch
+
+    from qa.reranker import build_network
+
+    ids = torch.tensor([[101, 2129, 2116, 102, 1996, 2314, 102]])
+    mask, types = torch.ones_like(ids), torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    for dropout, repeatable in ((0.0, True), (None, False)):
+        torch.manual_seed(0)
+        net = build_network(1, dropout=dropout).train()
+        with torch.no_grad():
+            a, b = net(ids, mask, types)[1], net(ids, mask, types)[1]
+        assert torch.equal(a, b) is repeatable
+
+
+def test_train_reranker_refuses_a_dropout_outside_0_to_1(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["train-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
+                 "--dropout", "1"]) != 0
+    assert "--dropout must lie in [0, 1)" in capsys.readouterr().err

@@ -39,6 +39,26 @@ def answer_type(question: str) -> re.Pattern | None:
     return None
 
 
+# How a question opens: interrogatives and the auxiliaries of yes/no questions.
+QUESTION_OPENERS = frozenset(
+    "who whom whose what which when where why how "
+    "is are was were am do does did can could will would shall should may might must has have had".split())
+
+
+def reads_as_question(query: str) -> bool:
+    """Whether a query is asked as a question: ends in "?" or opens like one.
+
+    The model was trained on SQuAD's questions only. On statements (SciFact's claims,
+    the only ones measured here) its order is worse than the first stage's, so a
+    statement keeps the first stage's order (``Searcher._rerank``).
+    """
+    text = query.strip()
+    if text.endswith(("?", "？")):
+        return True
+    words = text.split(maxsplit=1)
+    return bool(words) and words[0].lower().strip("\"'“‘(¿¡") in QUESTION_OPENERS
+
+
 def _overlaps(a: Span, b: Span) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 

@@ -379,11 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for candidates, indexes and checkpoints (default .cache/train-reranker); "
                         "rerun with the same folder to resume")
     p.add_argument("--layers", type=int, default=None, help="transformer layers kept (default 6)")
-    p.add_argument("--groups", type=int, default=None, help="training questions (default 8000)")
+    p.add_argument("--groups", type=int, default=None, help="training questions (default 16000)")
     p.add_argument("--hole-share", type=float, default=None,
                    help="share of training questions whose answering paragraph is left out (default 0.15)")
     p.add_argument("--dropout", type=float, default=None,
-                   help="hidden and attention dropout while training (default 0.1)")
+                   help="hidden and attention dropout while training (default 0: off)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_reranker)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 RERANKER_FILE = Path(__file__).resolve().parent.parent / "models" / "reranker.safetensors"
 # The sha256 of the shipped weights: a file that differs is refused.
-RERANKER_SHA256 = "382bfbc05efa227284daf2bcca595df24c86c56298c4bb5792d7be7f276cf075"
+RERANKER_SHA256 = "d13e68de0b0c845f08b83d30b7d59d9ed34c8300f9c1853dc91d097e0079cd21"
 MAX_PAIR_WORDPIECES = 256
 MAX_QUESTION_WORDPIECES = 64
 HIDDEN = 384

@@ -14,6 +14,7 @@ import numpy as np
 from qa.arguments import ArgumentError, check_count, check_list, check_text, describe
 from qa.citations import (
     SAME_MIN_COSINE, answer_type, best_sentence, collapse_overlaps, describe_filters, may_be_same,
+    reads_as_question,
 )
 from qa.embedding import Embedder
 from qa.index import Index
@@ -317,6 +318,8 @@ class Searcher:
                                      [[(a - p.start, b - p.start) for a, b in p.sentences] for p in passages])
         probability = self.reranker.relevance([s.logit for s in scores], [fused[i] for i in top])
         judged = {i: (float(pr), s.sentences) for i, pr, s in zip(top, probability, scores)}
+        if not reads_as_question(query):
+            return ranked, judged  # a statement: the model judges and highlights, the first stage orders
         order = sorted(top, key=lambda i: (-judged[i][0], i))
         return order + ranked[depth:], judged
 

@@ -64,8 +64,8 @@ class SearchParams:
             ``answered`` to be true. Calibrated with scripts/calibrate_abstention.py
             on the seed questions; see README, "Abstention".
         rerank_depth: how many of the best first-stage passages the relevance model
-            (``qa.reranker``) reads; they are reordered by its calibrated
-            probability, which also decides ``answered``. 0 turns it off. Chosen
+            (``qa.reranker``) reads; a question's are reordered by its calibrated
+            probability (a statement's keep their order), which also decides ``answered``. 0 turns it off. Chosen
             with ``python -m qa bench-relevance`` (README, "Relevance model").
     """
 

@@ -228,7 +228,8 @@ def cmd_train_reranker(args) -> int:
     from qa.train_reranker import TrainSettings, train_reranker
 
     settings = TrainSettings()
-    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "dropout", "seed") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "dropout", "seed")
+               if getattr(args, k) is not None}
     for name in ("hole_share", "dropout"):
         if not 0.0 <= changes.get(name, 0.0) < 1.0:
             raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got {changes[name]}")

@@ -65,8 +65,9 @@ class SearchParams:
             on the seed questions; see README, "Abstention".
         rerank_depth: how many of the best first-stage passages the relevance model
             (``qa.reranker``) reads; a question's are reordered by its calibrated
-            probability (a statement's keep their order), which also decides ``answered``. 0 turns it off. Chosen
-            with ``python -m qa bench-relevance`` (README, "Relevance model").
+            probability (a statement's keep their order), which also decides
+            ``answered``. 0 turns it off. Chosen with ``python -m qa bench-relevance``
+            (README, "Relevance model").
     """
 
     fusion: str = "linear"
@@ -303,9 +304,10 @@ class Searcher:
         for i in fused:
             fused[i] = (fused[i] + w * best.get(i, 0.0)) / scale
 
-    def _rerank(self, query: str, ranked: list[int], fused: dict[int, float], depth: int
+    def _rerank(self, query: str, ranked: list[int], fused: dict[int, float], depth: int, *, reorder: bool
                 ) -> tuple[list[int], dict[int, tuple[float, np.ndarray]]]:
-        """The first ``depth`` passages reordered by the relevance model, the rest after them.
+        """The first ``depth`` passages judged by the relevance model and, when ``reorder``
+        (the user asked a question, not a statement), reordered by it; the rest after them.
 
         Returns:
             (passage numbers best first, {passage: (relevance probability, score of each of its sentences)}).
@@ -318,7 +320,7 @@ class Searcher:
                                      [[(a - p.start, b - p.start) for a, b in p.sentences] for p in passages])
         probability = self.reranker.relevance([s.logit for s in scores], [fused[i] for i in top])
         judged = {i: (float(pr), s.sentences) for i, pr, s in zip(top, probability, scores)}
-        if not reads_as_question(query):
+        if not reorder:
             return ranked, judged  # a statement: the model judges and highlights, the first stage orders
         order = sorted(top, key=lambda i: (-judged[i][0], i))
         return order + ranked[depth:], judged
@@ -348,7 +350,8 @@ class Searcher:
         qv = self.embedder.embed([query])[0] if mode != "bm25" else None
         ranked, fused, _ = self._rank(query, qv, mode, depth, mask, lexical)
         if rerank and self.reranker is not None:
-            ranked, judged = self._rerank(query, ranked, fused, self.params.rerank_depth)
+            ranked, judged = self._rerank(query, ranked, fused, self.params.rerank_depth,
+                                          reorder=reads_as_question(query))
             fused = {**fused, **{i: r for i, (r, _) in judged.items()}}
         return ranked, fused
 
@@ -409,7 +412,9 @@ class Searcher:
         ranked, fused, cosine = self._rank(query, qv, "hybrid", depth, mask, lexical)
         judged: dict[int, tuple[float, np.ndarray]] = {}
         if self.reranker is not None:
-            ranked, judged = self._rerank(query, ranked, fused, max(self.params.rerank_depth, k))
+            # The user's own words say question or statement; a follow-up's query starts with the turn before.
+            ranked, judged = self._rerank(query, ranked, fused, max(self.params.rerank_depth, k),
+                                          reorder=reads_as_question(q))
         idf = {t: self.index.idf(t) for t in set(tokenize(q))}
         expects = answer_type(q)
 

@@ -193,3 +193,17 @@ def test_a_statement_keeps_the_first_stage_order_and_is_still_judged(reranking_s
     question = reranking_searcher.search("Why were seventeen soldiers imprisoned?", k=5)
     relevance = [h.relevance for h in question.passages]
     assert relevance == sorted(relevance, reverse=True)
+
+
+def test_a_follow_up_statement_keeps_the_first_stage_order_after_a_question(reranking_searcher, seed_index,
+                                                                             embedder):
+    """The user's own words decide: a follow-up's query starts with the question before it."""
+    from qa.retrieval import SearchParams, Searcher
+
+    history = ["Why were 17 soldiers imprisoned?"]
+    statement = "They were held in a basement"
+    first_stage = Searcher(seed_index, embedder, SearchParams(rerank_depth=0)).search(statement, k=5,
+                                                                                        history=history)
+    answer = reranking_searcher.search(statement, k=5, history=history)
+    assert [(h.doc_id, h.start, h.end) for h in answer.passages] == \
+        [(h.doc_id, h.start, h.end) for h in first_stage.passages]

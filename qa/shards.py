@@ -687,9 +687,9 @@ class ShardedSearcher(Searcher):
         self.index.prefetch(ranked[:_PREFETCH], qv)
         return ranked, fused, cosine
 
-    def _rerank(self, query, ranked, fused, depth):
+    def _rerank(self, query, ranked, fused, depth, *, reorder):
         self.index.prefetch(ranked[:depth])
-        return super()._rerank(query, ranked, fused, depth)
+        return super()._rerank(query, ranked, fused, depth, reorder=reorder)
 
 
 # -- the collection over a shard set ---------------------------------------------------------

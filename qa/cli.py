@@ -240,6 +240,16 @@ def cmd_train_reranker(args) -> int:
     return 0
 
 
+def cmd_calibrate_reranker(args) -> int:
+    from qa.train_reranker import recalibrate_reranker
+
+    report = recalibrate_reranker(args.data, args.weights, args.out, work=args.work,
+                                  false_abstention=args.false_abstention, show_progress=not args.quiet)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {report['out']} (sha256 {report['sha256']})")
+    return 0
+
+
 def cmd_bench_relevance(args) -> int:
     from dataclasses import asdict, replace
 
@@ -388,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_reranker)
+
+    p = sub.add_parser("calibrate-reranker",
+                       help="calibrate a trained relevance model again on the validation articles (no training)")
+    p.add_argument("--data", required=True, help="the SQuAD v1.1 train folder (train-v1.1.json)")
+    p.add_argument("--weights", default="models/reranker.safetensors", help="the trained file (default %(default)s)")
+    p.add_argument("--out", required=True, help="the weights file to write (may be --weights itself)")
+    p.add_argument("--work", default=None, help="folder for the validation corpus and index "
+                                                "(default .cache/train-reranker)")
+    p.add_argument("--false-abstention", type=float, default=None,
+                   help="share of answerable validation questions the threshold may refuse (default 0.04)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate_reranker)
 
     p = sub.add_parser("bench-relevance",
                        help="answer quality on held-out SQuAD articles, SciFact and the seeds, with and without reranking")

@@ -164,3 +164,84 @@ def test_train_reranker_refuses_a_dropout_outside_0_to_1(tmp_path, capsys):
     assert main(["train-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
                  "--dropout", "1"]) != 0
     assert "--dropout must lie in [0, 1)" in capsys.readouterr().err
+
+
+def _squad_folder(folder, articles: int):
+    """A SQuAD-format train file of ``articles`` small articles (enough for every split)."""
+    import json
+
+    data = [{"title": a.title, "paragraphs": [
+        {"context": p.context, "qas": [{"question": q, "answers": [{"text": t, "answer_start": s}]}
+                                       for q, t, s in p.questions]} for p in a.paragraphs]}
+        for a in map(_article, range(articles))]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train-v1.1.json").write_text(json.dumps({"data": data}), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+def test_recalibrating_keeps_the_tensors_and_records_the_new_calibration(tmp_path):
+    import shutil
+
+    from safetensors import safe_open
+
+    from qa.reranker import RERANKER_FILE, read_weights
+    from qa.train_reranker import CALIBRATION_FIELDS, recalibrate_reranker
+
+    data = _squad_folder(tmp_path / "squad", 45)
+    weights = tmp_path / "trained.safetensors"
+    shutil.copy(RERANKER_FILE, weights)
+    before = weights.read_bytes()
+    report = recalibrate_reranker(data, weights, tmp_path / "out.safetensors", work=tmp_path / "work",
+                                  false_abstention=0.1, show_progress=False)
+    assert weights.read_bytes() == before
+    with safe_open(str(weights), "pt") as a, safe_open(str(tmp_path / "out.safetensors"), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(a.get_tensor(k).equal(b.get_tensor(k)) for k in a.keys())  # bit for bit
+    _, old_config, _ = read_weights(weights, None)
+    _, config, calibration = read_weights(tmp_path / "out.safetensors", report["sha256"])
+    assert calibration.false_abstention == 0.1 and 0.0 < calibration.threshold < 1.0
+    assert config.training["false_abstention"] == 0.1
+    assert {k: v for k, v in config.training.items() if k not in CALIBRATION_FIELDS} == \
+        {k: v for k, v in old_config.training.items() if k not in CALIBRATION_FIELDS}
+    # 20 validation articles of 5 one-question paragraphs, 3 of each cut out: 2 answerable, 3 holes
+    assert (report["validation_questions"], report["validation_holes"]) == (40, 60)
+
+
+def test_a_failed_recalibration_leaves_the_weights_file_as_it_was(tmp_path, monkeypatch):
+    import shutil
+
+    import qa.reranker_backends
+    from qa.reranker import RERANKER_FILE
+    from qa.train_reranker import recalibrate_reranker
+
+    data = _squad_folder(tmp_path / "squad", 45)
+    weights = tmp_path / "reranker.safetensors"
+    shutil.copy(RERANKER_FILE, weights)
+    before = weights.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed while calibrating")
+
+    monkeypatch.setattr(qa.reranker_backends, "load_reranker", broken)
+    with pytest.raises(RuntimeError, match="killed while calibrating"):
+        recalibrate_reranker(data, weights, weights, work=tmp_path / "work", show_progress=False)
+    assert weights.read_bytes() == before  # written in place only once calibrated
+
+
+@pytest.mark.parametrize("rate", ["0", "0.5", "-0.1"])
+def test_calibrate_reranker_refuses_a_false_abstention_rate_outside_0_to_half(tmp_path, capsys, rate):
+    from qa.cli import main
+
+    assert main(["calibrate-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
+                 "--false-abstention", rate]) != 0
+    assert "false-abstention rate must lie in (0, 0.5)" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_calibrate_reranker_names_a_missing_weights_file(tmp_path, capsys):
+    from qa.cli import main
+
+    assert main(["calibrate-reranker", "--data", str(tmp_path), "--weights", str(tmp_path / "none.safetensors"),
+                 "--out", str(tmp_path / "x.safetensors")]) != 0
+    assert "none.safetensors" in capsys.readouterr().err

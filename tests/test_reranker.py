@@ -60,6 +60,35 @@ def test_the_default_backend_matches_torch_on_the_probes(reranker):
         assert ref[int(np.argmax(got))] >= ref.max() - MAX_LOGIT_ERROR
 
 
+@pytest.mark.parametrize("lengths, parts", [
+    ([256, 256, 250, 120, 100, 90, 64, 30], 2), ([124] * 8, 2), ([200, 10], 2), ([50], 2), ([7, 7, 300], 3),
+    ([90, 140, 30, 256, 128, 64, 100, 20, 10, 250], 4)])
+def test_batch_parts_cover_every_row_once_longest_first(lengths, parts):
+    from qa.reranker_backends import _pair_cost, balanced_parts
+
+    runs = balanced_parts(np.array(lengths), parts)
+    rows = np.concatenate(runs)
+    assert sorted(rows.tolist()) == list(range(len(lengths))) and all(len(r) for r in runs)
+    assert len(runs) == min(parts, len(lengths))
+    assert [lengths[i] for i in rows] == sorted(lengths, reverse=True)
+    # no worse than cutting the batch in order into equal row counts, each padded to the longest
+    even = [p for p in np.array_split(np.arange(len(lengths)), len(runs))]
+    assert max(_pair_cost(len(r), max(lengths[i] for i in r)) for r in runs) <= \
+        max(_pair_cost(len(p), max(lengths)) for p in even) + 1e-9
+
+
+def test_a_batch_of_long_and_short_pairs_scores_as_each_pair_alone(reranker):
+    """Each part of a batch is padded only to its own longest pair; scores land on their own rows."""
+    texts = [PROBES[4][1], "Mitochondria generate energy.", PROBES[1][1], "It is stored in ATP. " * 30, "ATP."]
+    spans = [split_sentences(t) for t in texts]
+    together = reranker.score("What generates the cell's energy?", texts, spans)
+    for text, span, s in zip(texts, spans, together):
+        (alone,) = reranker.score("What generates the cell's energy?", [text], [span])
+        assert abs(alone.logit - s.logit) <= MAX_LOGIT_ERROR  # bf16 kernels may differ with the shape
+        assert alone.sentences[int(np.argmax(s.sentences))] >= alone.sentences.max() - MAX_LOGIT_ERROR
+        assert len(s.sentences) == len(span)
+
+
 def test_unknown_backend_names_the_choices():
     with pytest.raises(ValueError, match="'openvino'"):
         load_reranker("tpu")

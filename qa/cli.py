@@ -228,7 +228,7 @@ def cmd_train_reranker(args) -> int:
     from qa.train_reranker import TrainSettings, train_reranker
 
     settings = TrainSettings()
-    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "dropout", "seed")
+    changes = {k: getattr(args, k) for k in ("layers", "groups", "hole_share", "dropout", "precision", "seed")
                if getattr(args, k) is not None}
     for name in ("hole_share", "dropout"):
         if not 0.0 <= changes.get(name, 0.0) < 1.0:
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of training questions whose answering paragraph is left out (default 0.15)")
     p.add_argument("--dropout", type=float, default=None,
                    help="hidden and attention dropout while training (default 0: off)")
+    p.add_argument("--precision", default=None, choices=("auto", "bf16", "fp32"),
+                   help="bf16 autocast or fp32 (default auto: bf16 only where the CPU computes in it)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_reranker)

@@ -245,3 +245,59 @@ def test_calibrate_reranker_names_a_missing_weights_file(tmp_path, capsys):
     assert main(["calibrate-reranker", "--data", str(tmp_path), "--weights", str(tmp_path / "none.safetensors"),
                  "--out", str(tmp_path / "x.safetensors")]) != 0
     assert "none.safetensors" in capsys.readouterr().err
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
+    import qa.train_reranker as tr
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(tr, "native_bf16", lambda native=native: native)
+        assert tr.training_precision("auto") == expected
+        assert tr.training_precision("fp32") == "fp32" and tr.training_precision("bf16") == "bf16"
+    with pytest.raises(ValueError, match="choose from 'auto', 'bf16', 'fp32'"):
+        tr.training_precision("fp16")
+
+
+@pytest.mark.parametrize("precision, autocast", [("bf16", True), ("fp32", False)])
+def test_a_training_step_autocasts_to_bf16_only_in_bf16(small, monkeypatch, precision, autocast):
+    import torch
+
+    from qa.reranker import PairEncoder, build_network
+    from qa.train_reranker import _batch_tensors, _loss
+
+    searcher, questions = small
+    groups = build_groups(searcher, questions, TrainSettings(groups=2, group_size=3), show_progress=False)
+    batch = _batch_tensors(PairEncoder(), groups[:1], lambda p: _text(searcher.index, p))
+    seen, real = [], torch.autocast
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("enabled", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording)
+    loss = _loss(build_network(1, dropout=0.0), batch, precision)
+    assert seen == [autocast] and torch.isfinite(loss)
+
+
+def test_a_work_folder_from_before_the_precision_setting_resumes_only_in_bf16(tmp_path):
+    import json
+    from dataclasses import asdict, replace
+
+    from qa.train_reranker import check_resumable
+
+    recorded = asdict(TrainSettings())
+    del recorded["precision"]  # runs before the setting existed trained with bf16 autocast
+    (tmp_path / "settings.json").write_text(json.dumps(recorded), encoding="utf-8")
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    check_resumable(tmp_path, replace(TrainSettings(), precision="bf16"))
+    with pytest.raises(ValueError, match=r"precision 'bf16' there, 'fp32' asked"):
+        check_resumable(tmp_path, replace(TrainSettings(), precision="fp32"))
+
+
+def test_train_reranker_refuses_an_unknown_precision(tmp_path, capsys):
+    from qa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-reranker", "--data", str(tmp_path), "--out", str(tmp_path / "x.safetensors"),
+              "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err

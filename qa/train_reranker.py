@@ -20,7 +20,8 @@ Stages, each resumable (its output is kept in the work folder and reused):
    a logistic regression of "this passage holds the answer" on the model's logit
    and the first-stage score gives the relevance probability; the abstention
    threshold is set so that ``false_abstention`` of the answerable validation
-   questions are refused.
+   questions are refused. ``python -m qa calibrate-reranker`` redoes this stage alone
+   on a trained file (``recalibrate_reranker``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -428,8 +429,6 @@ def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None
     from qa.embedding import bundled_model_path, check_weights
     from qa.reranker import RerankerConfig
 
-    from dataclasses import replace
-
     settings = settings or TrainSettings()
     # Recorded as resolved: a run resumed on a CPU of another kind keeps the precision it began with.
     settings = replace(settings, precision=training_precision(settings.precision))
@@ -524,8 +523,6 @@ def recalibrate_reranker(data: str | Path, weights: str | Path, out: str | Path,
     Returns:
         a report: the calibration settings, the validation figures, seconds, the new sha256.
     """
-    from dataclasses import replace
-
     from qa.reranker import load_network
 
     defaults = asdict(TrainSettings())

@@ -71,6 +71,9 @@ class TrainSettings:
     checkpoint_every: int = 100
 
 
+# Where candidates, indexes and checkpoints are kept unless --work says otherwise.
+DEFAULT_WORK = Path(__file__).resolve().parent.parent / ".cache" / "train-reranker"
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -432,7 +435,7 @@ def train_reranker(data: str | Path, out: str | Path, *, work: str | Path | None
     settings = settings or TrainSettings()
     # Recorded as resolved: a run resumed on a CPU of another kind keeps the precision it began with.
     settings = replace(settings, precision=training_precision(settings.precision))
-    work = Path(work) if work else Path(__file__).resolve().parent.parent / ".cache" / "train-reranker"
+    work = Path(work) if work else DEFAULT_WORK
     work.mkdir(parents=True, exist_ok=True)
     check_resumable(work, settings)
     (work / "settings.json").write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
@@ -531,10 +534,10 @@ def recalibrate_reranker(data: str | Path, weights: str | Path, out: str | Path,
             raise ValueError(f"the false-abstention rate must lie in (0, 0.5), got {false_abstention}")
         defaults["false_abstention"] = false_abstention
     net, config, _ = load_network(weights, expected_sha256=None)
-    settings = TrainSettings(**{**defaults, **{k: v for k, v in config.training.items() if k in defaults}})
-    settings = replace(settings, **{k: defaults[k] for k in CALIBRATION_FIELDS})
+    trained = {k: v for k, v in config.training.items() if k in defaults and k not in CALIBRATION_FIELDS}
+    settings = TrainSettings(**{**defaults, **trained})
     config = replace(config, training={**config.training, **{k: defaults[k] for k in CALIBRATION_FIELDS}})
-    work = Path(work) if work else Path(__file__).resolve().parent.parent / ".cache" / "train-reranker"
+    work = Path(work) if work else DEFAULT_WORK
     t0 = time.perf_counter()
     split = split_articles(load_squad(data))
     sha256, val_report = _calibrate_into(net, config, out, split["validation"], work, settings,

@@ -288,14 +288,15 @@ def cmd_bench_relevance(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"held-out SQuAD test articles ({rows[0].extra['answerable']} answerable questions, "
-          f"{rows[0].extra['holes']} holes, {rows[0].extra['filtered']} filtered out)")
+          f"{rows[0].extra['holes']} holes, {rows[0].extra['strict_holes']} of them with the answer text nowhere "
+          f"else in their article, {rows[0].extra['filtered']} filtered out)")
     for label, reranker in rerankers.items():
         print(f"  {label}: {reranker.backend}, threshold {reranker.calibration.threshold:.3f}")
     print(f"{'setting':34} {'hit@1':>6} {'hit@5':>6} {'hl@1':>6} {'false abst':>10} {'holes abst':>10} "
-          f"{'filt abst':>9} {'p50 ms':>7}")
+          f"{'strict':>6} {'filt abst':>9} {'p50 ms':>7}")
     for r in rows:
         print(f"{r.setting:34} {r.hit1:6.3f} {r.hit5:6.3f} {r.highlight1:6.3f} {r.false_abstention:10.3f} "
-              f"{r.holes_abstained:10.3f} {r.filtered_abstained:9.3f} {r.p50_ms:7.1f}")
+              f"{r.holes_abstained:10.3f} {r.strict_holes_abstained:6.3f} {r.filtered_abstained:9.3f} {r.p50_ms:7.1f}")
     if "seeds" in result:
         print("seed questions:")
         for name, m in result["seeds"].items():

@@ -7,7 +7,9 @@ articles (never seen in training or calibration; ``qa.squad.split_articles``) wi
 - answerable questions (their paragraph is in the corpus): hit@1 and hit@5 (a quote
   holds the answer, ``qa.squad.holds_answer``), highlight@1 (the first quote's
   highlighted sentence holds it), and false abstentions (``answered`` false);
-- holes (their paragraph was cut out): the share abstained;
+- holes (their paragraph was cut out): the share abstained; and the share among the holes
+  whose answer text appears nowhere else in their article (about a quarter of the holes
+  have it in another paragraph, and some of those are answerable there);
 - filtered out: answerable questions asked with a document filter that leaves their
   article out: the share abstained;
 
@@ -37,6 +39,8 @@ class QualityRow:
     highlight1: float = 0.0
     false_abstention: float = 0.0
     holes_abstained: float = 0.0
+    # among the holes whose answer text is nowhere in what is left of their article
+    strict_holes_abstained: float = 0.0
     filtered_abstained: float = 0.0
     p50_ms: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -80,9 +84,14 @@ def score_squad(searcher, questions: Sequence[SquadQuestion], setting: str, *, a
             a, b = first.highlight.start, first.highlight.end
             row.highlight1 += holds_answer(q, first.doc_id, a, b, first.quote[a - first.start : b - first.start])
         row.false_abstention += not answer.answered
+    strict_holes = 0
     for q in holes:
         bar.update(1)
-        row.holes_abstained += not searcher.search(q.question, k=5).answered
+        abstained = not searcher.search(q.question, k=5).answered
+        row.holes_abstained += abstained
+        if q.answer_text not in searcher.index.documents[q.doc_id].text:
+            strict_holes += 1
+            row.strict_holes_abstained += abstained
     for q in asked[:filtered]:
         bar.update(1)
         others = [d for d in doc_ids if d != q.doc_id]
@@ -92,9 +101,11 @@ def score_squad(searcher, questions: Sequence[SquadQuestion], setting: str, *, a
     row.hit1, row.hit5, row.highlight1, row.false_abstention = (row.hit1 / n, row.hit5 / n, row.highlight1 / n,
                                                                 row.false_abstention / n)
     row.holes_abstained /= max(len(holes), 1)
+    row.strict_holes_abstained /= max(strict_holes, 1)
     row.filtered_abstained /= max(min(filtered, len(asked)), 1)
     row.p50_ms = 1000 * statistics.median(times) if times else 0.0
-    row.extra = {"answerable": len(asked), "holes": len(holes), "filtered": min(filtered, len(asked))}
+    row.extra = {"answerable": len(asked), "holes": len(holes), "strict_holes": strict_holes,
+                 "filtered": min(filtered, len(asked))}
     return row
 
 

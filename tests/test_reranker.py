@@ -177,8 +177,9 @@ def test_a_filter_that_leaves_the_answer_out_is_not_answered(reranking_searcher,
 
 @pytest.mark.parametrize("question", [
     pytest.param("How many tanks did Germany send to Ukraine?", marks=pytest.mark.xfail(
-        strict=True, reason="known miss: on the subject, not in the reports, yet its best passage (Ukrainian "
-                            "tanks shelling) gets relevance 0.08, above the 0.05 threshold")),
+        strict=True, reason="known miss: on the subject, not in the reports, yet its best passage (Ukraine "
+                            "readying Western tanks, the German Leopard 2 among them) gets relevance 0.08, "
+                            "above the 0.05 threshold")),
     "Who painted the Mona Lisa?",
 ])
 def test_questions_the_reports_do_not_answer_are_refused(reranking_searcher, question):

@@ -11,8 +11,10 @@ local one (documents, passages, vectors' cosine, BM25 statistics).
 ``python -m qa.bench.distributed query --scifact DIR [--passages 1000000]``: an index of that
 many passages written from SciFact copies with noise (``qa.bench.scale``), split into 2
 and 4 shards; SciFact claims asked one at a time (``Searcher.search``, no relevance
-model, as the index table's *answer*) of the one index, of 1, 2 and 4 shards in-process
-and through Ray actors, each in a fresh process; p50 and p95, and each shard actor's memory.
+model unless ``--rerank``, as the index table's *answer*). For each of 1, 2 and 4 shards,
+one fresh process holds the one index, the shards in-process and the shards as Ray
+actors, and asks each claim of all three in turn: p50 and p95, each against the one index
+measured beside it, and each shard actor's memory.
 """
 
 from __future__ import annotations
@@ -165,26 +167,33 @@ if args["rerank"]:
     from qa.reranker_backends import load_reranker
     reranker = load_reranker("auto")
 params = SearchParams() if reranker else SearchParams(rerank_depth=0)
-t = time.perf_counter()
-if args["shards"] is None:
-    from qa.index import Index
-    searcher = Searcher(Index.load(args["folder"]), embedder, params, reranker=reranker)
-    memory = []
-else:
-    from qa.shards import ShardedSearcher, open_shards
-    index = open_shards(args["folder"], engine=args["engine"])
-    searcher = ShardedSearcher(index, embedder, params, reranker=reranker)
-    memory = index.shard_memory_mb() if args["engine"] == "ray" else []
-load_s = time.perf_counter() - t
-queries = args["queries"]
+searchers, opened, memory = [], [], []
+for setup in args["setups"]:
+    t = time.perf_counter()
+    if setup["shards"] is None:
+        from qa.index import Index
+        searchers.append(Searcher(Index.load(setup["folder"]), embedder, params, reranker=reranker))
+        memory.append([])
+    else:
+        from qa.shards import ShardedSearcher, open_shards
+        index = open_shards(setup["folder"], engine=setup["engine"])
+        searchers.append(ShardedSearcher(index, embedder, params, reranker=reranker))
+        memory.append(index.shard_memory_mb() if setup["engine"] == "ray" else [])
+    opened.append(time.perf_counter() - t)
 for q in args["warm_up"]:  # other claims: the files' pages warm, no question vector cached
-    searcher.search(q, k=5)
-ms = []
-for q in queries:
-    t = time.perf_counter(); searcher.search(q, k=5); ms.append(1000 * (time.perf_counter() - t))
+    for searcher in searchers:
+        searcher.search(q, k=5)
+ms = [[] for _ in searchers]
+for i, q in enumerate(args["queries"]):
+    # Each claim is asked of every setup in turn, the first one changing from claim to claim,
+    # so a slow moment of the machine falls on all setups alike.
+    for j in range(len(searchers)):
+        s = (i + j) % len(searchers)
+        t = time.perf_counter(); searchers[s].search(q, k=5); ms[s].append(1000 * (time.perf_counter() - t))
 rss = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS:"))
-print(json.dumps({"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "load_s": load_s,
-                  "queries": len(ms), "driver_rss_mb": rss, "shard_rss_mb": memory}))
+print(json.dumps([{"p50_ms": float(np.percentile(m, 50)), "p95_ms": float(np.percentile(m, 95)), "open_s": o,
+                   "queries": len(m), "shard_rss_mb": mem} for m, o, mem in zip(ms, opened, memory)]
+                 + [{"process_rss_mb": rss}]))
 """
 
 
@@ -219,15 +228,27 @@ def prepare_scale(scifact: Path, *, passages: int, work: Path, max_docs: int | N
     return folder
 
 
-WARM_UP = 100  # claims asked before the measured ones, in each row's fresh process
+WARM_UP = 100  # claims asked before the measured ones, in each process
 
 
 def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max_docs: int | None,
                   engines=("local", "ray"), rerank: bool = False) -> list[dict]:
-    """Answer latency at ``passages`` passages: one index, then 1, 2 and 4 shards per engine.
+    """Answer latency at ``passages`` passages: one index beside 1, 2 and 4 shards per engine.
 
-    ``rerank``: also each row with the relevance model reading the top candidates (the
-    app's default), after the row without it.
+    Each number of shards is measured in one fresh process that holds the one index and
+    those shards through each engine, and asks every claim of each of them in turn. So each
+    row's ratio to one index (``vs_one_index``) and the Ray rows' cost over in-process
+    (``vs_local_ms``) compare figures taken in the same moments, which separate processes
+    one after the other do not on a shared, noisy machine.
+
+    ``rerank``: also every process again with the relevance model reading the top candidates
+    (the app's default).
+
+    Returns:
+        list, in the order measured, of dicts with name, shards, engine, reranked, p50_ms,
+        p95_ms, open_s, queries, shard_rss_mb (each Ray actor's), process_rss_mb (the
+        asking process's, all setups of its run together), vs_one_index, vs_local_ms
+        (Ray rows), passages, load.
     """
     folder = prepare_scale(scifact, passages=passages, work=work, max_docs=max_docs)
     bench = beir.load_beir(scifact)
@@ -235,16 +256,31 @@ def bench_queries(scifact: Path, *, passages: int, work: Path, queries: int, max
     claims = every[:queries]
     warm_up = every[queries : queries + WARM_UP] or claims[:10]
     rows = []
-    plan = [("one index", folder, None, "local")]
-    plan += [(f"{n} shard{'s' * (n > 1)}, {engine}", work / f"shards-{n}", n, engine)
-             for engine in engines for n in (1, 2, 4)]
-    for name, path, shards, engine in plan:
-        for reranked in (False, True) if rerank else (False,):
-            m = _run(_QUERIES, {"folder": str(path), "shards": shards, "engine": engine, "queries": claims,
-                                "warm_up": warm_up, "rerank": reranked})
-            m.update(name=name + (", reranked" if reranked else ""), passages=passages, load=load_average())
-            rows.append(m)
-            logger.info("%s: %s", m["name"], m)
+    for reranked in (False, True) if rerank else (False,):
+        for n in (1, 2, 4):
+            setups = [{"name": "one index", "folder": str(folder), "shards": None, "engine": "local"}]
+            setups += [{"name": f"{n} shard{'s' * (n > 1)}, {engine}", "folder": str(work / f"shards-{n}"),
+                        "shards": n, "engine": engine} for engine in engines]
+            *measured, process = _run(_QUERIES, {"setups": setups, "queries": claims, "warm_up": warm_up,
+                                                 "rerank": reranked})
+            for m in paired_rows(setups, measured, reranked=reranked):
+                m.update(passages=passages, load=load_average(), **process)
+                rows.append(m)
+                logger.info("%s: %s", m["name"], m)
+    return rows
+
+
+def paired_rows(setups: list[dict], measured: list[dict], *, reranked: bool) -> list[dict]:
+    """One process's figures as rows: each against the one index (first) and, for Ray, the in-process shards."""
+    one = measured[0]
+    local = next((m for setup, m in zip(setups, measured) if setup["shards"] and setup["engine"] == "local"), None)
+    rows = []
+    for setup, m in zip(setups, measured):
+        row = {**m, "name": setup["name"] + (", reranked" if reranked else ""), "shards": setup["shards"],
+               "engine": setup["engine"], "reranked": reranked, "vs_one_index": m["p50_ms"] / one["p50_ms"]}
+        if setup["engine"] == "ray" and local is not None:
+            row["vs_local_ms"] = m["p50_ms"] - local["p50_ms"]
+        rows.append(row)
     return rows
 
 

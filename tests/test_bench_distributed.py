@@ -31,4 +31,5 @@ def test_one_process_a_number_of_shards_asks_every_claim_of_each(tmp_path):
         assert one["vs_one_index"] == 1.0
         assert shards["vs_one_index"] == pytest.approx(shards["p50_ms"] / one["p50_ms"])
         assert one["process_rss_mb"] == shards["process_rss_mb"] > 0  # both were held by the one process
+        assert one["cached_s"] == shards["cached_s"] >= 0  # every file was read once before either was opened
     assert (tmp_path / "shards-4" / "shards.json").is_file()

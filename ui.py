@@ -4,7 +4,9 @@
 
 A thin boundary over ``qa``: it validates input, calls the library and turns its
 errors into ``gr.Error`` messages. Everything taken from a question, a file name
-or a document is escaped before it reaches the page, so it shows as text.
+or a document is escaped before it reaches the page, so it shows as text: the page's
+pieces are made in ``qa/chat_page.py``, and what Gradio's routes leave open is closed by
+``qa/web_guard.py``.
 
 API endpoints (through ``gradio_client``): ``/ask``, ``/documents``, ``/document``,
 ``/export``, ``/add_documents``, ``/delete_document``. ``QA_AUTH=user:password`` turns on login.
@@ -14,13 +16,11 @@ API endpoints (through ``gradio_client``): ``/ask``, ``/documents``, ``/document
 # hints from inspect.signature, which leaves postponed annotations as strings.
 
 import argparse
-import atexit
 import functools
 import html
 import inspect
 import logging
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -57,12 +57,16 @@ import gradio as gr  # noqa: E402
 
 from qa import Collection, IndexBusyError, IndexFormatError, ModelError  # noqa: E402
 from qa.arguments import check_count, check_flag, check_list, check_text_list  # noqa: E402
-from qa.citations import copy_text, describe_filters, format_date, relevance_words  # noqa: E402
+from qa.chat_page import (  # noqa: E402
+    CSS, PAGE_JS, SCROLL_TO_ANSWER, SCROLL_TO_CITATION, SCROLL_TO_LATEST_SOURCE, SEARCHING, THEME_FONTS, citation_label,
+    escape_text, render_answer, render_documents, render_question, render_source, short_title)
 from qa.export import export_conversation  # noqa: E402
 from qa.extract import SUFFIXES  # noqa: E402
 from qa.ray_engine import RayUnavailableError  # noqa: E402
 from qa.retrieval import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Filters, check_question  # noqa: E402
 from qa.shards import ShardError  # noqa: E402
+from qa.web_guard import (  # noqa: E402
+    RequestGuard, discard_uploads, export_folder, sweep_exports, sweep_uploads, upload_folder)
 
 logger = logging.getLogger("ui")
 
@@ -77,16 +81,6 @@ ASK_CONCURRENCY = 8
 WRITE_GROUP = "write"
 # Gradio refuses bigger uploads outright; below it the library's check explains its 10 MB limit.
 MAX_UPLOAD = "50mb"
-# An upload never added to the index is removed after this long (checked every 10 minutes, and at each
-# upload), and the whole folder when the app stops.
-UPLOAD_MAX_AGE_S = 3600
-# A request's JSON body: the largest valid /ask (2,000 characters of question and 50 of history,
-# each character escaped as \uXXXX\uXXXX) is 1.2 MB. Bigger bodies are refused before they are
-# parsed, as parsing holds up the server's event loop (8 MB took 0.4 s). Files go to /upload.
-MAX_REQUEST_BYTES = 2 * 1024 * 1024
-# Gradio's routes under /gradio_api/ that must answer before a login: the login page's own, and
-# startup-events, which launch() calls itself (it only runs the app's start-up events, once).
-OPEN_ROUTES = frozenset({"login", "logout", "login_check", "token", "user", "app_id", "theme.css", "startup-events"})
 
 EXAMPLES = [
     "Who claims he never gave the order to retreat?",
@@ -95,326 +89,6 @@ EXAMPLES = [
     "Why do soldiers hide their faces in the videos?",
     "Which foreign minister was ridiculed by a crowd?",
 ]
-
-# Below this width the two columns stack: the source viewer then opens over the page
-# (fixed, so the page under it never scrolls) with a way back to the answer.
-PHONE_WIDTH = 760
-
-CSS = """
-.qa-answer { line-height: 1.5; }
-.qa-hit { margin: 0 0 0.9em 0; }
-.qa-quote { border-left: 3px solid var(--color-accent); padding-left: 0.6em; }
-.qa-rank { font-weight: 600; margin-right: 0.3em; user-select: none; -webkit-user-select: none; }
-.qa-cite { font-size: 0.88em; opacity: 0.9; margin-top: 0.2em; padding-left: 0.9em; }
-.qa-where { font-size: 0.9em; opacity: 0.75; }
-.qa-also { font-size: 0.85em; opacity: 0.85; padding-left: 0.9em; }
-.qa-filters { font-size: 0.85em; margin-bottom: 0.5em; padding: 0.2em 0.5em; border-radius: 4px;
-  background: var(--background-fill-secondary); }
-.qa-none { font-weight: 600; }
-.qa-searching { opacity: 0.75; font-style: italic; }
-button.qa-copy { font-size: 0.8em; margin-left: 0.5em; padding: 0 0.5em; border-radius: 4px; cursor: pointer;
-  border: 1px solid var(--border-color-primary); background: var(--background-fill-primary); user-select: none; }
-.qa-copy-text { display: none; }
-a.qa-open { color: inherit; text-decoration: underline dotted; cursor: pointer; }
-mark.qa-sentence { background: #ffd43b; color: #111; padding: 0 0.1em; border-radius: 2px; }
-mark.qa-passage { background: #fff6d5; color: #111; }
-#qa-side { position: sticky; top: 8px; align-self: flex-start; }
-#qa-source .qa-doc { white-space: pre-wrap; max-height: calc(100vh - 380px); min-height: 8em; overflow-y: auto;
-  padding: 0.8em; border: 1px solid var(--border-color-primary); border-radius: 6px; line-height: 1.55; }
-#qa-source .qa-doc-head { font-size: 0.9em; opacity: 0.9; margin-bottom: 0.4em; }
-#qa-source .qa-back { display: none; }
-#qa-documents table { width: 100%; border-collapse: collapse; font-size: 0.92em; }
-#qa-documents th, #qa-documents td { text-align: left; padding: 0.3em 0.5em; vertical-align: top;
-  border-bottom: 1px solid var(--border-color-primary); overflow-wrap: anywhere; }
-#qa-documents td.qa-num { text-align: right; white-space: nowrap; }
-@media (max-width: PHONE_WIDTHpx) {
-  #qa-side { position: static; }
-  #qa-source.qa-overlay { position: fixed; inset: 0; z-index: 1000; margin: 0; padding: 0.6em;
-    background: var(--body-background-fill); overflow: hidden; }
-  #qa-source.qa-overlay .qa-doc { max-height: calc(100vh - 9em); }
-  #qa-source.qa-overlay .qa-back { display: inline-block; margin-bottom: 0.5em; }
-  #qa-documents thead { display: none; }
-  #qa-documents tr { display: block; padding: 0.5em 0; border-bottom: 1px solid var(--border-color-primary); }
-  #qa-documents td { display: block; border: none; padding: 0.1em 0.2em; text-align: left; }
-  #qa-documents td.qa-num { display: inline-block; text-align: left; margin-right: 1em; }
-  #qa-documents td[data-label]::before { content: attr(data-label) ": "; opacity: 0.7; }
-}
-""".replace("PHONE_WIDTH", str(PHONE_WIDTH))
-
-# System fonts: the default theme would have every browser fetch its fonts from Google.
-THEME_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
-
-# When a question is sent, and again when its answer arrives, show it from the question
-# down (not scrolled to its end); a source left open over the page on a phone is closed.
-SCROLL_TO_ANSWER = """
-() => {
-  const source = document.querySelector('#qa-source');
-  if (source) source.classList.remove('qa-overlay');
-  setTimeout(() => {
-    const asked = document.querySelectorAll('#qa-chat .qa-question');
-    const chat = document.querySelector('#qa-chat .bubble-wrap') || document.querySelector('#qa-chat [role=log]');
-    if (!asked.length) return;
-    const q = asked[asked.length - 1];
-    // Scroll the chat's own box, never the page.
-    let box = q.parentElement;
-    while (box && box !== document.body && !(box.scrollHeight > box.clientHeight + 2
-           && getComputedStyle(box).overflowY.match(/auto|scroll/))) box = box.parentElement;
-    if (box && box !== document.body) box.scrollTop += q.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
-  }, 60);
-}
-"""
-
-# Clicks in chat messages (Gradio has no event for them), handled once for the page:
-# a citation asks the server for its source through a hidden textbox and button; a copy
-# button puts its quote and citation on the clipboard; "back" closes a source opened
-# over the page on a phone.
-CITE_PREFIX = "qa-cite-"
-PAGE_JS = """
-<script>
-document.addEventListener('click', (event) => {
-  const target = event.target.closest ? event.target : null;
-  if (!target) return;
-  const copy = target.closest('button.qa-copy');
-  if (copy) {
-    event.preventDefault();
-    event.stopPropagation();
-    const holder = copy.parentElement && copy.parentElement.querySelector('.qa-copy-text');
-    const text = holder ? holder.textContent : '';
-    const done = () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); };
-    const fallback = () => {
-      const area = document.createElement('textarea');
-      area.value = text; area.style.position = 'fixed'; area.style.opacity = '0';
-      document.body.appendChild(area); area.select();
-      try { document.execCommand('copy'); done(); } finally { area.remove(); }
-    };
-    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
-    else fallback();
-    return;
-  }
-  if (target.closest('button.qa-back')) {
-    event.preventDefault();
-    const source = document.querySelector('#qa-source');
-    if (source) source.classList.remove('qa-overlay');
-    return;
-  }
-  const link = target.closest('a[href^="#%(prefix)s"]');
-  if (!link) return;
-  event.preventDefault();
-  event.stopPropagation();
-  const box = document.querySelector('#qa-open-target textarea, #qa-open-target input');
-  const button = document.querySelector('#qa-open-button');
-  if (!box || !button) return;
-  box.value = link.getAttribute('href').slice(%(skip)d);
-  box.dispatchEvent(new Event('input', {bubbles: true}));
-  setTimeout(() => button.click(), 0);
-}, true);
-</script>
-""" % {"prefix": CITE_PREFIX, "skip": len(CITE_PREFIX) + 1}
-
-# After the source viewer is filled, bring the answering sentence (or the passage) into
-# view inside the viewer's own box, never by scrolling the page. ``open`` also shows it
-# over the page on a phone (CSS does nothing with the class on a wide screen).
-_SCROLL_SOURCE = """
-(open) => {
-  setTimeout(() => {
-    const root = document.querySelector('#qa-source');
-    if (!root) return;
-    if (open) root.classList.add('qa-overlay');
-    const doc = root.querySelector('.qa-doc');
-    const el = root.querySelector('mark.qa-sentence') || root.querySelector('mark.qa-passage');
-    if (doc && el) doc.scrollTop += el.getBoundingClientRect().top - doc.getBoundingClientRect().top - doc.clientHeight / 3;
-  }, 60);
-}
-"""
-SCROLL_TO_CITATION = f"() => ({_SCROLL_SOURCE})(true)"
-SCROLL_TO_LATEST_SOURCE = f"() => ({_SCROLL_SOURCE})(false)"
-
-
-# -- rendering: everything from users and documents is escaped ------------------
-
-
-def _escape(text: str) -> str:
-    """Text as HTML that shows it verbatim: markup escaped, line breaks kept."""
-    return html.escape(text, quote=False).replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")
-
-
-def _escape_pre(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-def _short(title: str, doc_id: str, limit: int = 90) -> str:
-    """A document's title for a citation line; the first line of some documents is a whole paragraph."""
-    title = title or doc_id
-    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
-
-
-def _where(passage: dict) -> str:
-    return f"characters {passage['start']:,}–{passage['end']:,}"
-
-
-def _url(source: dict | None) -> str | None:
-    url = (source or {}).get("url")
-    return url if isinstance(url, str) and url.lower().startswith(("http://", "https://")) else None
-
-
-def _citation_html(p: dict, link: str | None = None) -> str:
-    """Site, "title", date, page, URL (as a link), as a reporter writes it; the title opens ``link``."""
-    source = p.get("source") or {}
-    title = f"<strong>{_escape(_short(p.get('title'), p['doc_id']))}</strong>"
-    if link:
-        title = f'<a class="qa-open" href="#{link}" title="Read it in its document">{title}</a>'
-    date = format_date(source.get("date"))
-    details = [source.get("site"), date, f"p. {p['page']}" if p.get("page") else None]
-    if not any(details) and not _url(source):
-        return title
-    parts = [_escape(source["site"])] if source.get("site") else []
-    parts.append(f"“{title}”")
-    parts += [_escape(x) for x in details[1:] if x]
-    url = _url(source)
-    if url:
-        parts.append(f'<a class="qa-url" href="{html.escape(url, quote=True)}" target="_blank" '
-                     f'rel="noopener noreferrer">{_escape(url)}</a>')
-    return ", ".join(parts)
-
-
-def _quote_html(passage: dict) -> str:
-    quote, start, hl = passage["quote"], passage["start"], passage.get("highlight")
-    if not hl:
-        return _escape(quote)
-    a, b = hl["start"] - start, hl["end"] - start
-    return f'{_escape(quote[:a])}<mark class="qa-sentence">{_escape(quote[a:b])}</mark>{_escape(quote[b:])}'
-
-
-def _also_in_html(passage: dict, turn: int | None, i: int) -> str:
-    others = passage.get("also_in") or []
-    if not others:
-        return ""
-    cites = "; ".join(
-        _citation_html(o, f"{CITE_PREFIX}{turn}-{i}-{j}" if turn is not None else None)
-        + f" ({_escape(o['doc_id'])}" + (f", {_where(o)})" if "start" in o and "end" in o else ")")
-        for j, o in enumerate(others)
-    )
-    return f'<div class="qa-also">also reported in: {cites}</div>'
-
-
-def _judged(p: dict) -> str:
-    """The relevance model's verdict in words, or the first-stage score when it did not run."""
-    if p.get("relevance") is None:
-        return f"score {p['score']:.4f}"
-    return relevance_words(p["relevance"])
-
-
-def render_passages(passages: list[dict], turn: int | None = None) -> str:
-    """Numbered quotes, the answering sentence marked, each with its citation, a copy button and its place.
-
-    With ``turn`` (the answer's number in the chat) each title links to the source
-    viewer: PAGE_JS turns a click on ``#qa-cite-<turn>-<i>`` (or ``-<i>-<j>`` for the
-    j-th "also reported in") into a request.
-    """
-    out = []
-    for i, p in enumerate(passages):
-        link = f"{CITE_PREFIX}{turn}-{i}" if turn is not None else None
-        # The chat's sanitizer drops data- attributes: the text to copy rides in a hidden span.
-        copy = _escape_pre(copy_text(p))
-        out.append(
-            f'<div class="qa-hit"><div class="qa-quote"><span class="qa-rank">[{p["rank"]}]</span> '
-            f"{_quote_html(p)}</div>"
-            f'<div class="qa-cite"><div class="qa-ref">— {_citation_html(p, link)}'
-            f'<button class="qa-copy" type="button" title="Copy the quote and its citation">Copy</button>'
-            f'<span class="qa-copy-text">{copy}</span></div>'
-            f'<div class="qa-where">{_escape(p["doc_id"])} · {_where(p)} · {_escape(_judged(p))}</div></div>'
-            f"{_also_in_html(p, turn, i)}</div>"
-        )
-    return "".join(out)
-
-
-def render_filters(filters: dict | None) -> str:
-    """The filters a question was asked with, shown above its answer."""
-    if not filters:
-        return ""
-    return f'<div class="qa-filters">Filters in force: {_escape(describe_filters(filters))}</div>'
-
-
-def render_answer(result: dict, turn: int | None = None) -> str:
-    """The chat reply for a result of ``/ask``, as one block of HTML.
-
-    It is kept on one line on purpose: Markdown leaves an HTML block alone up to
-    the first blank line, so no Markdown syntax in a quote is ever interpreted.
-    """
-    passages = result["passages"]
-    head = render_filters(result.get("filters"))
-    if result["answered"]:
-        return f'<div class="qa-answer">{head}{render_passages(passages, turn)}</div>'
-    head += '<p class="qa-none">The corpus does not answer this question.</p>'
-    if result.get("reason"):
-        head += f"<p>{_escape(result['reason'][0].upper() + result['reason'][1:])}.</p>"
-    if not passages:
-        return f'<div class="qa-answer">{head}</div>'
-    return (
-        f'<div class="qa-answer">{head}<details><summary>Closest passages ({len(passages)})</summary>'
-        f"{render_passages(passages, turn)}</details></div>"
-    )
-
-
-def render_question(question: str) -> str:
-    return f'<div class="qa-question">{_escape(question)}</div>'
-
-
-SEARCHING = '<div class="qa-searching">Searching the documents…</div>'
-
-
-def render_source(doc: dict, passage: dict | None = None) -> str:
-    """The whole document, the cited passage and its answering sentence highlighted.
-
-    The text keeps its line breaks through CSS (white-space: pre-wrap), so it is
-    escaped without turning them into <br>. A "back" button (shown on a phone,
-    where the viewer opens over the page) leads back to the answer.
-    """
-    text, esc = doc["text"], _escape_pre
-    cited = {"title": doc["title"], "doc_id": doc["doc_id"], "source": doc.get("source"),
-             "page": (passage or {}).get("page")}
-    back = '<button class="qa-back" type="button">← Back to the answer</button>'
-    head = f'{back}<div class="qa-doc-head">{_citation_html(cited)} · {_escape(doc["doc_id"])}'
-    if passage is None:
-        return f'{head}</div><div class="qa-doc">{esc(text)}</div>'
-    start, end, hl = passage["start"], passage["end"], passage.get("highlight")
-    if hl:
-        a, b = hl["start"], hl["end"]
-        inner = f'{esc(text[start:a])}<mark class="qa-sentence">{esc(text[a:b])}</mark>{esc(text[b:end])}'
-    else:
-        inner = esc(text[start:end])
-    return (
-        f"{head} · passage [{passage['rank']}], {_where(passage)}</div>"
-        f'<div class="qa-doc">{esc(text[:start])}<mark class="qa-passage">{inner}</mark>{esc(text[end:])}</div>'
-    )
-
-
-def citation_label(passage: dict) -> str:
-    """A citation as plain text, for the list of the last answer's sources."""
-    title = _short(passage["title"], passage["doc_id"], 70)
-    page = f", p. {passage['page']}" if passage.get("page") else ""
-    return f"[{passage['rank']}] {title}{page} — {passage['doc_id']}, {_where(passage)}"
-
-
-def render_documents(docs: list[dict]) -> str:
-    """The documents table: title, source (site, date, author), document, pages, passages, characters.
-
-    On a phone each row reads as a short card (CSS), so no column is squeezed to a letter a line.
-    """
-    rows = []
-    for d in docs:
-        s = d.get("source") or {}
-        source = " · ".join(_escape(x) for x in (s.get("site"), format_date(s.get("date")), s.get("author")) if x)
-        pages = f"{d['pages']:,}" if d.get("pages") else "–"
-        rows.append(
-            f'<tr><td data-label="Title"><strong>{_escape(_short(d["title"], d["doc_id"]))}</strong></td>'
-            f'<td data-label="Source">{source or "–"}</td><td data-label="Document">{_escape(d["doc_id"])}</td>'
-            f'<td class="qa-num" data-label="Pages">{pages}</td>'
-            f'<td class="qa-num" data-label="Passages">{d["passages"]:,}</td>'
-            f'<td class="qa-num" data-label="Characters">{d["chars"]:,}</td></tr>'
-        )
-    return ("<table><thead><tr><th>Title</th><th>Source</th><th>Document</th><th>Pages</th><th>Passages</th>"
-            f"<th>Characters</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 # -- the boundary: check input, call qa, turn its errors into messages ----------
@@ -468,148 +142,6 @@ def _file_path(f) -> Path:
     return Path(str(f))
 
 
-# -- uploads: the app's own folder, never served, removed once read ---------------------
-
-
-@functools.lru_cache(maxsize=1)
-def upload_folder() -> Path:
-    """This process's private upload folder, made on first use and removed at exit.
-
-    Gradio's default, /tmp/gradio, is shared by every Gradio app on the host, and each
-    serves any file in it at /gradio_api/file=...: an upload to a login-protected app
-    was readable, without login, through another. Gradio reads GRADIO_TEMP_DIR when it
-    creates components and its server, so this is set before ``build_app`` makes any.
-    """
-    folder = Path(tempfile.mkdtemp(prefix="qa-uploads-")).resolve()  # mode 0700
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    threading.Thread(target=_sweep_regularly, name="sweep-uploads", daemon=True).start()
-    return folder
-
-
-def _sweep_regularly() -> None:
-    while True:
-        time.sleep(UPLOAD_MAX_AGE_S / 6)
-        try:
-            _sweep_uploads()
-        except OSError:  # a file removed meanwhile; the next sweep takes the rest
-            logger.debug("sweeping the upload folder failed", exc_info=True)
-
-
-def _in_uploads(path: str | os.PathLike) -> bool:
-    try:
-        Path(os.path.realpath(os.path.abspath(path))).relative_to(upload_folder())
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def _discard_uploads(paths: list[Path]) -> None:
-    """Remove uploaded files (and their folders, once empty); nothing outside the upload folder."""
-    root = upload_folder()
-    for path in paths:
-        if not _in_uploads(path):
-            continue
-        Path(path).unlink(missing_ok=True)
-        parent = Path(os.path.realpath(Path(path).parent))
-        while parent != root and _in_uploads(parent):
-            try:
-                parent.rmdir()
-            except OSError:  # not empty: another upload of the same content is in it
-                break
-            parent = parent.parent
-
-
-def _sweep_uploads(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
-    """Remove uploads older than ``max_age_s`` that were never added (a page upload left in the box)."""
-    cutoff = time.time() - max_age_s
-    old = [p for p in upload_folder().rglob("*") if p.is_file() and p.lstat().st_mtime < cutoff]
-    _discard_uploads(old)
-
-
-@functools.lru_cache(maxsize=1)
-def export_folder() -> Path:
-    """This process's folder of conversation downloads, served as it is (not through Gradio's
-    cache, which is the upload folder the file route never serves); removed at exit."""
-    folder = Path(tempfile.mkdtemp(prefix="qa-exports-")).resolve()  # mode 0700
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    gr.set_static_paths([folder])
-    return folder
-
-
-def _sweep_exports(max_age_s: float = UPLOAD_MAX_AGE_S) -> None:
-    """Remove downloads older than ``max_age_s``: a conversation's download is remade after every answer."""
-    cutoff = time.time() - max_age_s
-    for folder in export_folder().iterdir():
-        if folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-class _Guard:
-    """ASGI middleware for what Gradio's routes leave open.
-
-    - The file route never serves the upload folder, to anyone.
-    - A request body over MAX_REQUEST_BYTES is refused unread (413), but for uploads.
-    - With a login, every route under /gradio_api/ asks for it except the login's own
-      (Gradio 6 leaves /gradio_api/reset, /cancel, /stream/... and /heartbeat/... open).
-      The session is looked up as Gradio's own login check does (its cookie, its tokens).
-    """
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                from starlette.responses import JSONResponse
-
-                await JSONResponse({"detail": refusal[1]}, status_code=refusal[0])(scope, receive, send)
-                return
-            if scope.get("method") == "POST" and "/gradio_api/upload" not in scope.get("path", ""):
-                receive = _bounded(receive)
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    def _refusal(scope) -> tuple[int, str] | None:
-        path = scope.get("path", "")
-        prefix = f"{scope.get('root_path', '').rstrip('/')}/gradio_api/"
-        if not path.startswith(prefix):
-            return None
-        route = path[len(prefix):]
-        if scope.get("method") == "POST" and not route.startswith("upload"):
-            length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > MAX_REQUEST_BYTES:
-                return 413, f"the request is over the {MAX_REQUEST_BYTES // (1024 * 1024)} MB limit"
-        for file_route in ("file=", "file/"):
-            if route.startswith(file_route) and _in_uploads(route[len(file_route):]):
-                return 403, "File not allowed."
-        server = scope.get("app")
-        if getattr(server, "auth", None) is None or route.rstrip("/") in OPEN_ROUTES:
-            return None
-        from starlette.requests import HTTPConnection
-
-        cookies = HTTPConnection(scope).cookies
-        token = cookies.get(f"access-token-{server.cookie_id}") or cookies.get(
-            f"access-token-unsecure-{server.cookie_id}")
-        if server.tokens.get(token) is None:
-            return 401, "Not authenticated"
-        return None
-
-
-def _bounded(receive):
-    """``receive`` for a body sent without a length: past MAX_REQUEST_BYTES the client is taken as gone."""
-    seen = 0
-
-    async def bounded():
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if message["type"] == "http.request" and seen > MAX_REQUEST_BYTES:
-            return {"type": "http.disconnect"}
-        return message
-
-    return bounded
 
 
 class _Blocks(gr.Blocks):
@@ -751,7 +283,7 @@ class QAApp:
         Returns:
             {added, changed, removed (lists of doc_id), documents, passages (totals now), embedded, seconds}
         """
-        _sweep_uploads()
+        sweep_uploads()
         paths = [_file_path(f) for f in check_list(files, "files")]
         try:
             replace = check_flag(replace, "replace")
@@ -761,7 +293,7 @@ class QAApp:
             # Gradio keeps only the base name of an upload, so no name can point outside the corpus.
             uploads = [(path.name, path.read_bytes()) for path in paths]
         finally:
-            _discard_uploads(paths)
+            discard_uploads(paths)
         progress(0.1, desc="Indexing")
         return self._write(lambda: self.collection.add_documents(uploads, replace=replace))
 
@@ -837,7 +369,7 @@ class QAApp:
 
     def _export_files(self, results: list[dict]) -> tuple[str, str]:
         """The conversation written as a Markdown and a JSON file, for the chat's downloads."""
-        _sweep_exports()
+        sweep_exports()
         folder = Path(tempfile.mkdtemp(dir=export_folder()))
         paths = (folder / "conversation.md", folder / "conversation.json")
         for path, fmt in zip(paths, ("markdown", "json")):
@@ -878,7 +410,7 @@ class QAApp:
     def refresh(self, filter_ids: list[str] | None = None, filter_sites: list[str] | None = None):
         """The documents table and every document and site picker, from the index as it is now."""
         docs = self.documents()
-        choices = [(f"{_short(d['title'], d['doc_id'], 60)} ({d['doc_id']})", d["doc_id"]) for d in docs]
+        choices = [(f"{short_title(d['title'], d['doc_id'], 60)} ({d['doc_id']})", d["doc_id"]) for d in docs]
         known = {d["doc_id"] for d in docs}
         kept = [d for d in filter_ids or [] if d in known]
         sites = sorted({d["source"]["site"] for d in docs if d["source"]["site"]}, key=str.casefold)
@@ -895,12 +427,12 @@ class QAApp:
             return (f"Nothing was added: {exc.message}", None, *_toast(exc, "Nothing was added", outputs=5))
         done = report["added"] + report["changed"]
         message = f"Added {', '.join(done)}: {report['embedded']} passages indexed in {report['seconds']:.1f} s."
-        return (_escape(message), None, *self.refresh(filter_ids, filter_sites))
+        return (escape_text(message), None, *self.refresh(filter_ids, filter_sites))
 
     def ask_delete(self, doc_id: str | None):
         if not doc_id:
             return _toast(_user_error("choose a document to delete"), "Nothing to delete", outputs=2)
-        prompt = f"Delete <strong>{_escape(doc_id)}</strong> from the corpus folder and the index?"
+        prompt = f"Delete <strong>{escape_text(doc_id)}</strong> from the corpus folder and the index?"
         return gr.update(visible=True), prompt
 
     def delete(self, doc_id: str | None, filter_ids: list[str] | None, filter_sites: list[str] | None):
@@ -909,7 +441,7 @@ class QAApp:
         except gr.Error as exc:
             return (gr.skip(), f"Nothing was deleted: {exc.message}", *_toast(exc, "Nothing was deleted", outputs=5))
         message = f"Deleted {', '.join(report['removed']) or doc_id}."
-        return (gr.update(visible=False), _escape(message), *self.refresh(filter_ids, filter_sites))
+        return (gr.update(visible=False), escape_text(message), *self.refresh(filter_ids, filter_sites))
 
 
 def build_app(collection: Collection) -> gr.Blocks:
@@ -1102,7 +634,7 @@ def launch(
         show_error=False, quiet=quiet, max_file_size=MAX_UPLOAD, css=CSS, theme=gr.themes.Default(**THEME_FONTS),
         footer_links=["api", "settings"], head=PAGE_JS,
         run_history=False, enable_monitoring=False, ssr_mode=False,
-        app_kwargs={"middleware": [Middleware(_Guard)]},
+        app_kwargs={"middleware": [Middleware(RequestGuard)]},
     )
     return url
 

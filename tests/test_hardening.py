@@ -32,13 +32,13 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import OUTBOUND, ROOT, SEEDS, is_loopback, snapshot
+from conftest import OUTBOUND, ROOT, is_loopback, snapshot
 from gradio_client import Client, handle_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ui
-from qa import Collection
+from qa import Collection, web_guard
 from qa.backends import load_embedder
 from qa.cli import main as cli_main
 from qa.embedding import MODEL_FILES, Embedder, ModelError, bundled_model_path, open_tokenizer
@@ -514,7 +514,7 @@ def _fetch(app, path: str) -> int:
 
 def test_uploads_go_to_the_apps_own_folder_and_are_never_served(app, client, tmp_path):
     """A deleted upload used to stay in /tmp/gradio and be served, to anyone, by any Gradio app."""
-    folder = ui.upload_folder()
+    folder = web_guard.upload_folder()
     assert os.environ["GRADIO_TEMP_DIR"] == str(folder) and folder != Path(tempfile.gettempdir()) / "gradio"
     assert (folder.stat().st_mode & 0o077) == 0  # this user's only
     note = tmp_path / "upload_note.txt"
@@ -534,14 +534,14 @@ def test_uploads_go_to_the_apps_own_folder_and_are_never_served(app, client, tmp
 
 
 def test_an_upload_never_added_is_swept_after_an_hour():
-    folder = ui.upload_folder()
+    folder = web_guard.upload_folder()
     old, new = folder / "abandoned" / "old.txt", folder / "abandoned" / "new.txt"
     old.parent.mkdir(exist_ok=True)
     old.write_text("old"), new.write_text("new")
-    os.utime(old, (time.time() - ui.UPLOAD_MAX_AGE_S - 60,) * 2)
-    ui._sweep_uploads()
+    os.utime(old, (time.time() - web_guard.UPLOAD_MAX_AGE_S - 60,) * 2)
+    web_guard.sweep_uploads()
     assert not old.exists() and new.exists()
-    ui._discard_uploads([new])
+    web_guard.discard_uploads([new])
     assert not old.parent.exists()
 
 

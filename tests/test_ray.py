@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from test_shards import QUESTIONS, assert_same_answers, write_small_corpus
+from test_shards import QUESTIONS, assert_same_answers
 from qa.index import Index, Layout
 from qa.retrieval import Searcher
 from qa.shards import ShardedSearcher, ShardError, open_shards, split_index

@@ -9,7 +9,9 @@ from conftest import SEEDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qa.chunking import Chunker, ChunkParams, Passage, count_tiktokens, split_sentences
+import blingfire
+
+from qa.chunking import Chunker, ChunkParams, Passage, _sentence_offsets, count_tiktokens, split_sentences
 from qa.corpus import Document, load_corpus
 from qa.embedding import MAX_SEQ_LENGTH
 from qa.index import IndexParams
@@ -213,6 +215,15 @@ def test_split_sentences_invariants(text):
     # the text between two sentences is whitespace only: nothing falls out of a quote
     for (_, e1), (s2, _) in pairwise(spans):
         assert text[e1:s2].strip() == ""
+
+
+@_PROPERTY
+@given(text=documents())
+def test_sentence_offsets_are_blingfires_own(text):
+    # blingfire's Python wrapper maps offsets byte by byte; ours does it in one sum and must agree
+    for block in (text.strip(), text.replace("\n", " ").strip()):
+        if block:
+            assert _sentence_offsets(block) == [tuple(span) for span in blingfire.text_to_sentences_and_offsets(block)[1]]
 
 
 @_PROPERTY

@@ -158,7 +158,7 @@ class Searcher:
         self.embedder = embedder
         self.params = params or SearchParams()
         self.reranker = reranker if self.params.rerank_depth else None
-        self._sentence_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+        self._sentence_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._question_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -182,20 +182,24 @@ class Searcher:
         return vector.copy()
 
     def _standalone_vectors(self, doc_id: str, spans: list[tuple[int, int]]) -> np.ndarray:
-        """Vectors of sentences embedded on their own (cached): for comparing statements across documents."""
+        """Vectors of sentences embedded on their own: for comparing statements across documents.
+
+        Cached by their text: the same sentence reprinted in many reports is embedded once.
+        """
         text = self.index.documents[doc_id].text
+        sentences = [text[a:b] for a, b in spans]
         with self._cache_lock:
-            found = {s: self._sentence_cache.get((doc_id, *s)) for s in spans}
+            found = {s: self._sentence_cache.get(s) for s in sentences}
         missing = [s for s, v in found.items() if v is None]
         if missing:
             # Kept in hand as well as in the cache: another thread may evict it first.
-            found.update(zip(missing, self.embedder.embed([text[a:b] for a, b in missing])))
+            found.update(zip(missing, self.embedder.embed(missing)))
             with self._cache_lock:
-                for span in missing:
-                    self._sentence_cache[(doc_id, *span)] = found[span]
+                for sentence in missing:
+                    self._sentence_cache[sentence] = found[sentence]
                 while len(self._sentence_cache) > 4096:
                     self._sentence_cache.popitem(last=False)
-        return np.stack([found[s] for s in spans])
+        return np.stack([found[s] for s in sentences])
 
     def _corroboration(self, kept: "Hit", candidate: "Hit", sentences: list[tuple[int, int]]) -> tuple[int, int] | None:
         """The sentence of ``candidate`` that says what ``kept``'s answer sentence says, if any."""

@@ -84,16 +84,17 @@ def test_shards_send_each_question_its_own_cosines_not_vectors(tmp_path, small_i
     every = range(len(small_index))
     vectors = embedder.embed(QUESTIONS[:2])
     for qv in (*vectors, vectors[0]):  # the first question again, after the second filled the cache
-        sharded.prefetch(every, qv)
+        sharded.prefetch(every, qv, sentences=every, passages=every)
         for i in every:
             assert np.array_equal(sharded.sentence_cosines(i, qv), small_index.sentence_cosines(i, qv)), i
             assert sharded.passage_cosine(i, qv) == small_index.passage_cosine(i, qv)
     cold = open_shards(tmp_path / "shards")  # nothing fetched ahead: read on demand
     assert np.array_equal(cold.sentence_cosines(5, vectors[1]), small_index.sentence_cosines(5, vectors[1]))
     shard = sharded.shards[0].core
-    passages, docs, cosines = shard.fetch([0, 1], [1], vectors[0])
+    passages, docs, sentence_cosines, passage_cosines = shard.fetch([0, 1], vectors[0], [1], [0, 1])
     assert passages == [shard.index.passages[0], shard.index.passages[1]] and set(docs) == {passages[0].doc_id}
-    assert len(cosines) == 1 and cosines[0][0].shape == (len(passages[1].sentences),)
+    assert len(sentence_cosines) == 1 and sentence_cosines[0].shape == (len(passages[1].sentences),)
+    assert passage_cosines == [shard.index.passage_cosine(0, vectors[0]), shard.index.passage_cosine(1, vectors[0])]
 
 
 @pytest.mark.parametrize("n", [2, 3])

@@ -297,9 +297,14 @@ class Searcher:
             fused = dict(zip(map(int, bm_ids), map(float, bm_scores)))
         else:
             fused = self._fuse(dense_ids, dense_scores, bm_ids, bm_scores)
-            if self.params.sentence_weight:
-                self._rescore_by_sentence(fused, qv)
+        self._read_ahead(fused, cosine, qv)
+        if mode == "hybrid" and self.params.sentence_weight:
+            self._rescore_by_sentence(fused, qv)
         return sorted(fused, key=lambda i: (-fused[i], i)), fused, cosine
+
+    def _read_ahead(self, fused: dict[int, float], cosine: dict[int, float], qv: np.ndarray | None) -> None:
+        """Fetch at once what the search will read of its best candidates. An index on this
+        machine is read as needed; a sharded one (``qa.shards``) fetches here."""
 
     def _rescore_by_sentence(self, fused: dict[int, float], qv: np.ndarray) -> None:
         w, scale = self.params.sentence_weight, 1.0 + self.params.sentence_weight

@@ -697,16 +697,13 @@ class ShardedSearcher(Searcher):
             filters = Filters.of(doc_ids=filters)
         return self.index.select(filters)
 
-    def _rescore_by_sentence(self, fused: dict[int, float], qv: np.ndarray) -> None:
-        top = sorted(fused, key=lambda i: (-fused[i], i))
-        self.index.prefetch(top[:_PREFETCH], qv, sentences=top[: self.params.rescore_depth])
-        super()._rescore_by_sentence(fused, qv)
-
-    def _rank(self, query: str, qv: np.ndarray | None, *args, **kwargs):
-        ranked, fused, cosine = super()._rank(query, qv, *args, **kwargs)
-        # A quote's cosine, where the dense search did not give it (a passage only BM25 found)
-        self.index.prefetch(ranked[:_PREFETCH], qv, passages=[i for i in ranked[:_PREFETCH] if i not in cosine])
-        return ranked, fused, cosine
+    def _read_ahead(self, fused: dict[int, float], cosine: dict[int, float], qv: np.ndarray | None) -> None:
+        # One round to the shards: the best passages and their documents, the sentences'
+        # cosines of those re-scored by their best sentence, and a passage's own cosine where
+        # the dense search did not give it (one BM25 alone found), for its quote.
+        top = sorted(fused, key=lambda i: (-fused[i], i))[:_PREFETCH]
+        self.index.prefetch(top, qv, sentences=top[: self.params.rescore_depth] if self.params.sentence_weight else (),
+                            passages=[i for i in top if i not in cosine])
 
     def _rerank(self, query, ranked, fused, depth, *, reorder):
         self.index.prefetch(ranked[:depth])

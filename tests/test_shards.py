@@ -118,6 +118,33 @@ def test_sharded_answers_equal_one_index_with_and_without_the_relevance_model(
         many.search("soldiers", sites=["Nowhere"])
 
 
+def test_a_question_makes_one_round_of_fetches_in_the_asking_thread(tmp_path, small_build, embedder, reranker):
+    """Each shard is asked once for what the answer reads (over Ray a round trip each), and in
+    process that call runs in the asking thread: it is Python holding the GIL, not a search."""
+    import threading
+
+    split_index(small_build[1], tmp_path / "shards", 3)
+    calls = []
+    for model in (None, reranker):
+        sharded = open_shards(tmp_path / "shards")  # nothing cached
+        for shard in sharded.shards:
+            core_fetch = shard.core.fetch
+
+            def fetch(*args, _name=shard.name, _fetch=core_fetch):
+                calls.append((_name, threading.current_thread()))
+                return _fetch(*args)
+
+            shard.core.fetch = fetch
+        searcher = ShardedSearcher(sharded, embedder, SearchParams() if model else SearchParams(rerank_depth=0),
+                                   reranker=model)
+        for q in QUESTIONS:
+            del calls[:]
+            assert searcher.search(q, k=5).passages, q
+            names = [name for name, _ in calls]
+            assert names and sorted(names) == sorted(set(names)), (q, names)  # at most one call a shard
+            assert {thread for _, thread in calls} == {threading.current_thread()}, q
+
+
 def test_a_missing_shard_is_a_clear_error_not_a_partial_answer(tmp_path, small_build, embedder):
     split_index(small_build[1], tmp_path / "shards", 3)
     shutil.rmtree(tmp_path / "shards" / "shard-001")

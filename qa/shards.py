@@ -339,7 +339,8 @@ class _LocalShard(_Shard):
     # Only the searches release the GIL for long (FAISS, numpy over the postings), so only they
     # gain from a pool thread. The rest (fetching passages, documents, cosines) is Python that
     # holds the GIL; in a pool thread it only waits for it. At 1M passages in 4 shards, answers
-    # took 1.21x one index's time with fetches in the pool, 1.05x with them in the asking thread.
+    # took 1.15x one index's time with fetches in the pool, 1.11x with them in the asking thread
+    # (one process asking all three in turn, twice; README, "Running across machines").
     _IN_PARALLEL = frozenset({"dense", "lexical"})
 
     def __init__(self, name: str, folder: Path, pool: ThreadPoolExecutor):

@@ -21,9 +21,9 @@ it, so answers equal one index's:
   sentence's cosine to the question) is fetched with one call per shard; the shard
   computes the cosines, so vectors never leave it.
 
-A shard lives in this process (``engine="local"``, searched by a thread each) or in a
-Ray actor (``engine="ray"``) that may run on another node and holds only its shard. A
-shard that does not answer (its folder gone, its actor dead) raises ``ShardError``
+A shard lives in this process (``engine="local"``: its searches run in a pool of threads,
+what a question fetches in the asking thread) or in a Ray actor (``engine="ray"``) that
+may run on another node and holds only its shard. A shard that does not answer (its folder gone, its actor dead) raises ``ShardError``
 naming it: never a partial answer passed off as whole.
 """
 
@@ -411,7 +411,7 @@ def open_shards(folder: str | os.PathLike, *, engine: str = "local", address: st
     """The shard set at ``folder``, each shard in this process or in a Ray actor.
 
     Args:
-        engine: "local" (shards loaded here, searched a thread each) or "ray" (a Ray
+        engine: "local" (shards loaded here, searched by a pool of threads) or "ray" (a Ray
             actor per shard, spread over the cluster's nodes; each loads its shard
             folder, at the same path, on its node).
         address: with engine "ray", the cluster to join (None: a local Ray).

@@ -23,8 +23,9 @@ it, so answers equal one index's:
 
 A shard lives in this process (``engine="local"``: its searches run in a pool of threads,
 what a question fetches in the asking thread) or in a Ray actor (``engine="ray"``) that
-may run on another node and holds only its shard. A shard that does not answer (its folder gone, its actor dead) raises ``ShardError``
-naming it: never a partial answer passed off as whole.
+may run on another node and holds only its shard. A shard that does not answer (its
+folder gone, its actor dead) raises ``ShardError`` naming it: never a partial answer
+passed off as whole.
 """
 
 from __future__ import annotations
@@ -576,11 +577,9 @@ class ShardedIndex:
             for i in numbers:
                 s, local = self._where(i)
                 by_shard.setdefault(s, ([], [], []))[kind].append(local)
-        calls = {}
-        for s in sorted(by_shard, reverse=True):  # the first in this thread, once the others are under way
-            rows, scored, own = by_shard[s]
-            calls[s] = self.shards[s].call("fetch", rows, qv if scored or own else None, scored, own,
-                                           inline=s == min(by_shard))
+        # In process a fetch runs in this thread (``_LocalShard``); over Ray all are under way at once.
+        calls = {s: self.shards[s].call("fetch", rows, qv if scored or own else None, scored, own)
+                 for s, (rows, scored, own) in by_shard.items()}
         for s, call in calls.items():
             rows, docs, sentence_cosines, passage_cosines = call.result()
             self._store(s, by_shard[s][0], rows, docs)

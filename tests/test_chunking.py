@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import blingfire
 import pytest
 from conftest import SEEDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import blingfire
 
 from qa.chunking import Chunker, ChunkParams, Passage, _sentence_offsets, count_tiktokens, split_sentences
 from qa.corpus import Document, load_corpus
